@@ -1,0 +1,57 @@
+# Everything a new user needs: `make demo` and `make test` install what they need first.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The CPU wheel lies on this machine's disk; an unpinned torch would pull a CUDA build of several GB.
+TORCH_VERSION ?= 2.13.0
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo scan-demo test lint typecheck unit integration bench bench-detector bench-scan eval bench-pipeline clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/python -m moderation.demo
+
+scan-demo: install
+	$(BIN)/moderation scan --config moderation/data/demo.toml --input moderation/data/sample_posts.jsonl
+
+lint: install
+	$(BIN)/ruff check moderation workers tests migrations
+	$(BIN)/ruff format --check moderation workers tests migrations
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+integration: install
+	$(BIN)/pytest tests/integration
+
+test: lint typecheck
+	$(BIN)/pytest tests
+
+bench: bench-detector bench-scan eval
+
+bench-detector: install
+	$(BIN)/python -m tests.benchmarks.bench_detector
+
+bench-scan: install
+	$(BIN)/python -m tests.benchmarks.bench_scan
+
+eval: install
+	$(BIN)/python -m tests.benchmarks.eval_quality
+
+bench-pipeline: install
+	$(BIN)/python -m tests.benchmarks.bench_pipeline
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

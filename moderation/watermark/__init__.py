@@ -1,0 +1,15 @@
+"""KGW watermark detection (Kirchenbauer et al. 2023), bit-compatible with the generators people run.
+
+seeding.py     the PRF: which seed each scored token's green list is drawn from, per generator
+mt19937.py     torch's CPU randperm (mt19937 + Fisher-Yates) re-done in compiled code, cut short
+greenlists.py  green lists by seed: derived once, cached under a memory bound, on any device
+scoring.py     token ids -> green/red per scored n-gram, unique n-grams counted once
+stats.py       z-score, exact binomial tail in log space, multiple-testing corrections
+windows.py     the best window: a watermarked passage pasted inside human text
+normalize.py   undo character-level attacks (NFKC, invisible characters, emoji, homoglyphs)
+detector.py    text in, one WatermarkScore per post and scheme out
+"""
+
+from moderation.watermark.detector import WatermarkDetector, WatermarkScore, WindowMatch
+
+__all__ = ["WatermarkDetector", "WatermarkScore", "WindowMatch"]

@@ -1,0 +1,158 @@
+"""torch's CPU `randperm`, reproduced exactly and cut short, in numba-compiled code.
+
+torch.randperm(n, generator=g) on the CPU (n < 2**24 or so) is a forward Fisher-Yates shuffle:
+
+    r = arange(n); for i in 0..n-2: j = i + g.random() % (n - i); swap(r[i], r[j])
+
+where g.random() is the next 32-bit output of an mt19937 engine seeded with the LOW 32 BITS of the
+seed given to manual_seed. A KGW green list is r[:g] with g = int(n * gamma). Two facts make this
+fast without changing a single bit of the result:
+  * after step i, r[i] never changes again, so the green list is final after g steps (not n);
+  * whether ONE token t is green needs no array at all: follow t's position through the swaps and
+    stop as soon as it lands in a slot < g (green) or step g is reached (red).
+The modulo by (n - i) is done with a precomputed 64-bit reciprocal per step (Lemire's fastmod),
+which is exact for 32-bit dividends and divisors and avoids a hardware division per draw.
+
+tests/unit/watermark/test_mt19937.py checks both kernels against torch.randperm itself.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+_U32 = np.uint32
+_U64 = np.uint64
+_N = 624  # mt19937 state words
+_M = 397
+
+
+@numba.njit(cache=True, inline="always")
+def _seed_state(seed32: np.uint32, mt: npt.NDArray[np.uint32]) -> None:
+    mt[0] = seed32
+    for j in range(1, _N):
+        prev = mt[j - 1]
+        mt[j] = _U32(_U32(1812433253) * (prev ^ (prev >> _U32(30))) + _U32(j))
+
+
+@numba.njit(cache=True, inline="always")
+def _twist(mt: npt.NDArray[np.uint32]) -> None:
+    # The recurrence split in three loops so no index needs a modulo.
+    for k in range(_N - _M):
+        y = (mt[k] & _U32(0x80000000)) | (mt[k + 1] & _U32(0x7FFFFFFF))
+        mt[k] = mt[k + _M] ^ (y >> _U32(1)) ^ (_U32(0x9908B0DF) * (y & _U32(1)))
+    for k in range(_N - _M, _N - 1):
+        y = (mt[k] & _U32(0x80000000)) | (mt[k + 1] & _U32(0x7FFFFFFF))
+        mt[k] = mt[k + _M - _N] ^ (y >> _U32(1)) ^ (_U32(0x9908B0DF) * (y & _U32(1)))
+    y = (mt[_N - 1] & _U32(0x80000000)) | (mt[0] & _U32(0x7FFFFFFF))
+    mt[_N - 1] = mt[_M - 1] ^ (y >> _U32(1)) ^ (_U32(0x9908B0DF) * (y & _U32(1)))
+
+
+@numba.njit(cache=True, inline="always")
+def _fill_block(
+    mt: npt.NDArray[np.uint32],
+    base: int,
+    count: int,
+    magic: npt.NDArray[np.uint64],
+    divisors: npt.NDArray[np.uint64],
+    targets: npt.NDArray[np.int64],
+) -> None:
+    """targets[k] = the swap partner j of Fisher-Yates step base + k, for the next `count` draws."""
+    _twist(mt)
+    for k in range(count):
+        y = mt[k]
+        y ^= y >> _U32(11)
+        y ^= (y << _U32(7)) & _U32(0x9D2C5680)
+        y ^= (y << _U32(15)) & _U32(0xEFC60000)
+        y ^= y >> _U32(18)
+        low = magic[base + k] * _U64(y)
+        d = divisors[base + k]
+        rem = ((low >> _U64(32)) * d + (((low & _U64(0xFFFFFFFF)) * d) >> _U64(32))) >> _U64(32)
+        targets[k] = base + k + np.int64(rem)
+
+
+def fastmod_tables(n: int, greenlist_size: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
+    """Divisors (n - i) and their 64-bit reciprocals for the first `greenlist_size` steps."""
+    if n >= 2**32:
+        raise ValueError(f"vocab_size {n} is too large for the 32-bit fast path")
+    divisors = np.arange(n, n - greenlist_size, -1, dtype=np.uint64)
+    magic = (np.uint64(0xFFFFFFFFFFFFFFFF) // divisors) + np.uint64(1)
+    return divisors, magic
+
+
+@numba.njit(cache=True, parallel=True)
+def green_bits(
+    seeds32: npt.NDArray[np.uint32],
+    n: int,
+    greenlist_size: int,
+    magic: npt.NDArray[np.uint64],
+    divisors: npt.NDArray[np.uint64],
+    out: npt.NDArray[np.uint8],
+    threads: int,
+) -> None:
+    """out[b] = the green list of seeds32[b] as a bitmap over the vocabulary (bit t of byte t >> 3).
+
+    Seeds are split into `threads` interleaved chunks, each reusing one permutation buffer.
+    """
+    n_seeds = seeds32.shape[0]
+    n_chunks = max(1, min(n_seeds, threads))
+    for c in numba.prange(n_chunks):
+        perm = np.arange(n).astype(np.int32)
+        mt = np.empty(_N, np.uint32)
+        targets = np.empty(_N, np.int64)
+        swaps = np.empty(greenlist_size, np.int64)
+        for b in range(c, n_seeds, n_chunks):
+            _seed_state(seeds32[b], mt)
+            row = out[b]
+            row[:] = 0
+            for base in range(0, greenlist_size, _N):
+                count = min(_N, greenlist_size - base)
+                _fill_block(mt, base, count, magic, divisors, targets)
+                for k in range(count):
+                    i = base + k
+                    j = targets[k]
+                    swaps[i] = j
+                    picked = perm[j]
+                    perm[j] = perm[i]
+                    perm[i] = picked
+                    row[picked >> 3] |= np.uint8(1 << (picked & 7))
+            # Undo the swaps so `perm` is the identity again for the next seed (cheaper than refilling).
+            for i in range(greenlist_size - 1, -1, -1):
+                j = swaps[i]
+                t = perm[i]
+                perm[i] = perm[j]
+                perm[j] = t
+
+
+@numba.njit(cache=True, parallel=True)
+def is_green(
+    seeds32: npt.NDArray[np.uint32],
+    tokens: npt.NDArray[np.int64],
+    n: int,
+    greenlist_size: int,
+    magic: npt.NDArray[np.uint64],
+    divisors: npt.NDArray[np.uint64],
+    out: npt.NDArray[np.bool_],
+) -> None:
+    """out[b] = whether tokens[b] is in the green list of seeds32[b], following only that token."""
+    for b in numba.prange(seeds32.shape[0]):
+        mt = np.empty(_N, np.uint32)
+        targets = np.empty(_N, np.int64)
+        _seed_state(seeds32[b], mt)
+        position = tokens[b]
+        green = False
+        base = 0
+        while base < greenlist_size and not green:
+            count = min(_N, greenlist_size - base)
+            _fill_block(mt, base, count, magic, divisors, targets)
+            for k in range(count):
+                i = base + k
+                j = targets[k]
+                if j == position:  # the token is swapped into slot i < greenlist_size: final, green
+                    green = True
+                    break
+                if i == position:  # the token sat in slot i and is swapped out to j > i
+                    position = j
+            base += _N
+        out[b] = green

@@ -1,0 +1,116 @@
+"""Token ids -> which scored tokens are green, for a whole batch of ragged posts at once.
+
+A post of L tokens has L - ngram_size + 1 scored positions: the first tokens only seed the green list of
+the next one and cannot be scored (the generator's own detector skips them the same way). With
+`ignore_repeated_ngrams`, each distinct n-gram of a post counts once (its first occurrence), because
+repetition ("lol lol lol", lists, spam) inflates the green count of human text. Repeats are still
+marked green or red for the evidence, they just do not count.
+
+No Python loop runs per token: the batch is flattened and handled with tensor operations; the only
+per-item work happens in the compiled green-list kernels, once per distinct seed or (seed, token) pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from moderation.watermark.greenlists import GreenLists
+from moderation.watermark.seeding import Seeder
+
+
+@dataclass(frozen=True)
+class ScoredTokens:
+    """Every scored position of a batch, flattened in post order then position order."""
+
+    num_posts: int
+    post: torch.Tensor  # int64 [N]: which post
+    position: torch.Tensor  # int64 [N]: index of the scored (target) token within its post
+    green: torch.Tensor  # bool [N]
+    counted: torch.Tensor  # bool [N]: counts towards the test (first occurrence of its n-gram)
+
+    def counts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(tokens scored, green tokens) per post, counting only `counted` positions."""
+        scored = torch.zeros(self.num_posts, dtype=torch.int64, device=self.post.device)
+        green = torch.zeros_like(scored)
+        scored.index_add_(0, self.post, self.counted.to(torch.int64))
+        green.index_add_(0, self.post, (self.counted & self.green).to(torch.int64))
+        return scored, green
+
+
+def score_tokens(
+    token_ids: Sequence[npt.NDArray[np.int64]],
+    seeder: Seeder,
+    greenlists: GreenLists,
+    *,
+    ignore_repeated_ngrams: bool,
+) -> ScoredTokens:
+    device = greenlists.device
+    vocab = greenlists.vocab_size
+    m = seeder.ngram_size
+    lengths = torch.tensor([len(ids) for ids in token_ids], dtype=torch.int64)
+    flat = (
+        torch.from_numpy(np.concatenate(token_ids).astype(np.int64)) if token_ids else torch.zeros(0, dtype=torch.int64)
+    )
+    if flat.numel() and (int(flat.max()) >= vocab or int(flat.min()) < 0):
+        raise ValueError(f"token ids must lie in [0, vocab_size={vocab}); got [{int(flat.min())}, {int(flat.max())}]")
+
+    starts = torch.cumsum(lengths, 0) - lengths
+    per_post = (lengths - m + 1).clamp(min=0)
+    n = int(per_post.sum())
+    post = torch.repeat_interleave(torch.arange(len(token_ids)), per_post)
+    first_of_post = torch.cumsum(per_post, 0) - per_post
+    position = torch.arange(n) - first_of_post[post] + (m - 1)
+    target = starts[post] + position
+    ngrams = flat[target.unsqueeze(1) - (m - 1) + torch.arange(m)] if n else torch.zeros((0, m), dtype=torch.int64)
+
+    if ignore_repeated_ngrams and n:
+        occurrence = _ngram_ids(post, ngrams, vocab, len(token_ids))
+        first = torch.full((int(occurrence.max()) + 1,), n, dtype=torch.int64)
+        first.scatter_reduce_(0, occurrence, torch.arange(n), reduce="amin")
+        counted = first[occurrence] == torch.arange(n)
+    else:
+        counted = torch.ones(n, dtype=torch.bool)
+
+    seeds = seeder.seeds(ngrams)
+    targets = ngrams[:, -1] if n else torch.zeros(0, dtype=torch.int64)
+    if seeder.kind == "left":
+        green = greenlists.lookup(seeds, targets)
+    else:
+        green = _membership_deduplicated(greenlists, seeds, targets.numpy(), vocab)
+    return ScoredTokens(
+        num_posts=len(token_ids),
+        post=post.to(device),
+        position=position.to(device),
+        green=green.to(device),
+        counted=counted.to(device),
+    )
+
+
+def _ngram_ids(post: torch.Tensor, ngrams: torch.Tensor, vocab: int, num_posts: int) -> torch.Tensor:
+    """A dense id per distinct (post, n-gram): one exact int64 key when it fits, else row-wise unique."""
+    m = ngrams.shape[1]
+    if num_posts * vocab**m < 2**62:
+        key = post.clone()
+        for column in range(m):
+            key = key * vocab + ngrams[:, column]
+        _, inverse = torch.unique(key, return_inverse=True)
+    else:
+        _, inverse = torch.unique(torch.cat([post.unsqueeze(1), ngrams], dim=1), dim=0, return_inverse=True)
+    return inverse
+
+
+def _membership_deduplicated(
+    greenlists: GreenLists, seeds: npt.NDArray[np.int64], targets: npt.NDArray[np.int64], vocab: int
+) -> torch.Tensor:
+    """Selfhash: one kernel call per distinct (seed, token) pair; repeats share the answer."""
+    if seeds.shape[0] == 0 or greenlists.cuda_generator:
+        return greenlists.membership(seeds, targets)
+    pair = seeds * vocab + targets  # CPU seeds are < 2**32 and vocab < 2**31: exact
+    distinct, inverse = np.unique(pair, return_inverse=True)
+    flags = greenlists.membership(distinct // vocab, distinct % vocab)
+    return flags[torch.from_numpy(inverse).to(flags.device)]

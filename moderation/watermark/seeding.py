@@ -1,0 +1,111 @@
+"""The pseudo-random function of each supported generator: which seed a scored token's green list uses.
+
+Every generator ends with `generator.manual_seed(seed % (2**64 - 1))` and then `torch.randperm`. This
+module computes that seed for every scored n-gram of a batch at once, bit for bit as the generator does:
+
+transformers (`WatermarkLogitsProcessor`):
+  lefthash  seed = hashing_key * previous_token              Python int; only the last token counts,
+                                                             whatever context_width says
+  selfhash  seed = min over the last context_width tokens x of (prefix + target) of
+                   hashing_key * (T[x % 1_000_003] + 1) * (T[target % 1_000_003] + 1)
+            in int64 tensor arithmetic, which WRAPS on overflow, and a signed min. T = randperm(1_000_003)
+            drawn by a generator seeded with hashing_key on the processor's device.
+lm-watermarking (`extended_watermark_processor.py`):
+  simple_1 / lefthash  seed = hashing_key * sum(last context_width tokens)   (additive_prf)
+  selfhash  anchored_minhash_prf: as transformers' selfhash, but T is key-independent: randperm(1_000_003)
+            from a CPU generator seeded 2971215073; published default context_width 4.
+
+A CPU generator keeps only the low 32 bits of the seed (mt19937 takes a 32-bit seed), so CPU schemes are
+keyed by those 32 bits; CUDA schemes keep the whole 64-bit seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from moderation.config import WatermarkScheme
+
+TABLE_SIZE = 1_000_003
+LM_WATERMARKING_TABLE_SEED = 2971215073
+_MOD = 2**64 - 1
+
+
+@cache
+def _permutation_table(seed: int, device: str) -> torch.Tensor:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed)
+    return torch.randperm(TABLE_SIZE, generator=generator, device=device).cpu()
+
+
+@dataclass(frozen=True)
+class Seeder:
+    """Seeds for the scored n-grams of one scheme. `ngram_size` tokens make one scored n-gram, target last."""
+
+    kind: str  # "left" (seed from the tokens before the target) or "self" (the target takes part)
+    context_width: int
+    key: int
+    additive: bool  # lm-watermarking sums the context; transformers uses the last token only
+    table: torch.Tensor | None
+    cuda: bool
+
+    @property
+    def ngram_size(self) -> int:
+        return self.context_width + 1 if self.kind == "left" else self.context_width
+
+    def seeds(self, ngrams: torch.Tensor) -> npt.NDArray[np.int64]:
+        """Seed keys for each row of `ngrams` (int64 [N, ngram_size], target in the last column).
+
+        For CPU generators: the low 32 bits of the seed (all a CPU generator uses), as int64.
+        For CUDA generators: the full 64-bit seed's bit pattern, as int64 (reinterpret as unsigned).
+        """
+        if ngrams.shape[0] == 0:
+            return np.empty(0, np.int64)
+        if self.kind == "left":
+            return self._left_seeds(ngrams)
+        return self._self_seeds(ngrams)
+
+    def _left_seeds(self, ngrams: torch.Tensor) -> npt.NDArray[np.int64]:
+        context = ngrams[:, :-1]
+        base = context.sum(dim=1) if self.additive else context[:, -1]
+        # The product can exceed 64 bits with a large key, and the generators take it as a Python int:
+        # do the arithmetic exactly, once per distinct context value.
+        distinct, inverse = torch.unique(base, return_inverse=True)
+        mask = (1 << 64) - 1 if self.cuda else 0xFFFFFFFF
+        keyed = [(self.key * v) % _MOD & mask for v in distinct.tolist()]
+        as_u64 = np.array(keyed, dtype=np.uint64)
+        return as_u64.view(np.int64)[inverse.numpy()]
+
+    def _self_seeds(self, ngrams: torch.Tensor) -> npt.NDArray[np.int64]:
+        assert self.table is not None
+        hashed = self.table[ngrams % TABLE_SIZE] + 1  # [N, k]
+        # int64 products wrap exactly as in the generators (two's complement), and min is signed.
+        products = self.key * hashed * hashed[:, -1:]
+        signed = products.min(dim=1).values
+        if self.cuda:
+            # seed % (2**64 - 1) of a signed value, kept as a uint64 bit pattern in an int64.
+            unsigned = signed.numpy().view(np.uint64).copy()
+            negative = signed.numpy() < 0
+            unsigned[negative] -= np.uint64(1)  # v + 2**64 - 1 == (v as uint64) - 1 for v < 0
+            return unsigned.view(np.int64)
+        # Low 32 bits of (v mod 2**64 - 1): for v < 0 that is (v - 1) mod 2**32.
+        low = (signed - (signed < 0).to(torch.int64)) & 0xFFFFFFFF
+        result: npt.NDArray[np.int64] = low.numpy()
+        return result
+
+
+def seeder_for(scheme: WatermarkScheme) -> Seeder:
+    lm = scheme.generator.startswith("lm-watermarking")
+    cuda = scheme.needs_cuda
+    kind = "self" if scheme.seeding_scheme == "selfhash" else "left"
+    table = None
+    if kind == "self":
+        if lm:
+            table = _permutation_table(LM_WATERMARKING_TABLE_SEED, "cpu")
+        else:
+            table = _permutation_table(scheme.key, "cuda" if cuda else "cpu")
+    return Seeder(kind, scheme.effective_context_width, scheme.key, additive=lm, table=table, cuda=cuda)

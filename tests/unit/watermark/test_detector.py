@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from moderation.config import Settings, parse_settings
+from moderation.errors import ConfigError, DeviceUnavailable
+from moderation.watermark import WatermarkDetector
+from moderation.watermark.normalize import CONFUSABLES
+
+from .conftest import human_words, make_scheme, watermarked_words
+
+LEFT = {"name": "left", "vocab_size": 30522}
+SELF = {"name": "self", "vocab_size": 30528, "seeding_scheme": "selfhash", "context_width": 2, "hashing_key": 99991}
+
+
+def settings(*schemes: dict[str, Any], **detector: Any) -> Settings:
+    return parse_settings({"detector": {"device": "cpu", **detector}, "watermark": {"schemes": list(schemes)}})
+
+
+@pytest.fixture(scope="module")
+def detector() -> WatermarkDetector:
+    return WatermarkDetector(settings(LEFT, SELF))
+
+
+@pytest.fixture(scope="module")
+def marked_left() -> str:
+    return watermarked_words(120, make_scheme(**LEFT), seed=1)
+
+
+@pytest.fixture(scope="module")
+def marked_self() -> str:
+    return watermarked_words(80, make_scheme(**SELF), seed=2)
+
+
+def test_watermarked_text_is_flagged_by_its_own_scheme_only(detector: WatermarkDetector, marked_left: str) -> None:
+    left, right = detector.detect([marked_left])[0]
+    assert left.scheme == "left" and left.watermarked is True
+    assert left.z_score is not None and left.z_score > 8
+    assert left.p_value is not None and left.p_value < 1e-12
+    assert left.green_fraction is not None and left.green_fraction > 0.7
+    assert right.scheme == "self" and right.watermarked is False
+
+
+def test_selfhash_text_is_flagged(detector: WatermarkDetector, marked_self: str) -> None:
+    left, right = detector.detect([marked_self])[0]
+    assert right.watermarked is True and left.watermarked is False
+
+
+def test_human_text_is_not_flagged(detector: WatermarkDetector) -> None:
+    texts = [human_words(60 + (i % 5) * 40, seed=100 + i) for i in range(150)]
+    flagged = [s for row in detector.detect(texts) for s in row if s.watermarked]
+    assert flagged == []
+
+
+def test_repetition_counts_once_and_is_not_flagged(detector: WatermarkDetector) -> None:
+    spam = "lol " * 300
+    left, _ = detector.detect([spam])[0]
+    assert left.num_tokens_scored <= 2  # "lol" is one or two WordPieces: at most two distinct bigrams
+    assert left.watermarked is None and left.reason == "too_short"
+
+
+def test_too_short_posts_abstain_rather_than_say_human(detector: WatermarkDetector) -> None:
+    for score in detector.detect(["just a few words here"])[0]:
+        assert score.watermarked is None
+        assert score.reason == "too_short"
+        assert score.p_value is None
+
+
+def test_evidence_offsets_point_into_the_submitted_text(detector: WatermarkDetector, marked_left: str) -> None:
+    left = detector.detect([marked_left], evidence="flagged")[0][0]
+    assert left.tokens is not None
+    words = marked_left.split(" ")
+    assert len(left.tokens) == len(words) - 1  # the first token only seeds the next
+    for (start, end, _green, _counted), word in zip(left.tokens, words[1:], strict=True):
+        assert marked_left[start:end] == word
+    assert sum(g for _, _, g, c in left.tokens if c) == left.num_green_tokens
+
+
+def test_no_evidence_unless_asked(detector: WatermarkDetector, marked_left: str) -> None:
+    assert detector.detect([marked_left], evidence="none")[0][0].tokens is None
+    assert detector.detect([human_words(80, 5)], evidence="flagged")[0][0].tokens is None
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        lambda t: " ".join(w + " 😀" for w in t.split(" ")),
+        lambda t: t.replace(" ", " \u200b"),
+        lambda t: "".join({"a": "а", "e": "е", "o": "о"}.get(c, c) for c in t),
+    ],
+    ids=["emoji", "zero-width", "homoglyphs"],
+)
+def test_character_attacks_are_undone(detector: WatermarkDetector, marked_left: str, attack: Any) -> None:
+    attacked = attack(marked_left)
+    assert attacked != marked_left
+    left = detector.detect([attacked])[0][0]
+    assert left.watermarked is True
+    # BERT's own normalizer already drops zero-width characters, so both forms may score alike.
+    assert left.form == "normalized" or "\u200b" in attacked
+    assert left.tests == 4  # two forms, each with a whole-text and a window test
+
+
+def test_homoglyph_table_only_maps_to_ascii() -> None:
+    assert all(v.isascii() for v in CONFUSABLES.values())
+
+
+def test_copy_paste_passage_is_found_by_the_window_test(detector: WatermarkDetector) -> None:
+    passage = watermarked_words(60, make_scheme(**LEFT), seed=9, bias=3.0)
+    before, after = human_words(150, 11), human_words(150, 12)
+    text = f"{before} {passage} {after}"
+    left = detector.detect([text])[0][0]
+    assert left.watermarked is True
+    assert left.window is not None
+    start, end = text.index(passage), text.index(passage) + len(passage)
+    overlap = min(end, left.window.end_char) - max(start, left.window.start_char)
+    assert overlap > 0.5 * (left.window.end_char - left.window.start_char)
+    assert left.p_value_adjusted is not None and left.window.p_value < left.p_value_adjusted
+
+
+def test_batching_never_changes_a_result(detector: WatermarkDetector, marked_left: str) -> None:
+    texts = [marked_left, "tiny", human_words(300, 3), marked_left[:200]]
+    together = detector.detect(texts)
+    alone = [detector.detect([t])[0] for t in texts]
+    assert together == alone
+
+
+def test_tiny_green_list_cache_gives_identical_results(marked_left: str) -> None:
+    texts = [marked_left, human_words(400, 4)]
+    roomy = WatermarkDetector(settings(LEFT)).detect(texts)
+    cramped_detector = WatermarkDetector(settings(LEFT, greenlist_cache_mib=1))
+    cramped_detector.schemes[0].greenlists.capacity = 16  # force eviction within one batch
+    assert cramped_detector.detect(texts) == roomy
+
+
+def test_family_wise_budget_is_split_across_schemes(detector: WatermarkDetector, marked_left: str) -> None:
+    left, right = detector.detect([marked_left])[0]
+    assert left.alpha == right.alpha == pytest.approx(1e-5 / 2)
+
+
+def test_long_posts_are_truncated_and_say_so(marked_left: str) -> None:
+    score = WatermarkDetector(settings(LEFT, max_tokens_per_post=32)).detect([marked_left])[0][0]
+    assert score.truncated is True
+    assert score.num_tokens_scored <= 31
+
+
+def test_vocab_size_smaller_than_tokenizer_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="smaller than the tokenizer's 30522"):
+        WatermarkDetector(settings({"name": "x", "vocab_size": 30000}))
+
+
+def test_cuda_generator_scheme_refuses_without_a_gpu() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal path cannot be exercised here")
+    with pytest.raises(DeviceUnavailable, match="CUDA generator"):
+        WatermarkDetector(settings({"name": "gpu", "vocab_size": 30522, "generator": "transformers-cuda"}))
+
+
+def test_z_threshold_rule_is_available(marked_left: str) -> None:
+    strict = WatermarkDetector(settings({**LEFT, "z_threshold": 1000.0, "windowed": False}))
+    assert strict.detect([marked_left])[0][0].watermarked is False
+    lenient = WatermarkDetector(settings({**LEFT, "z_threshold": 4.0, "windowed": False}))
+    assert lenient.detect([marked_left])[0][0].watermarked is True

@@ -1,0 +1,1 @@
+"""Processes that run the pipeline: the Kafka consumer and the Celery workers."""
