@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from moderation.errors import ConfigError, DeviceUnavailable, ModerationError
 
 # Subcommand modules, in the order `moderation --help` lists them.
-COMMANDS = ("scan",)
+COMMANDS = ("scan", "produce", "consume", "worker", "db", "verdicts")
 
 
 def build_parser() -> argparse.ArgumentParser:

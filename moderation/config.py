@@ -141,13 +141,60 @@ class WatermarkSettings(_Strict):
         return self.false_positive_rate / max(1, len(self.schemes))
 
 
+class PipelineSettings(_Strict):
+    """The Kafka -> Celery -> PostgreSQL pipeline (see docs/pipeline.md). Where things are comes from env vars."""
+
+    input_topic: str = "posts"
+    output_topic: str = "verdicts"
+    dead_letter_topic: str = "posts.dlq"
+    group_id: str = "moderation"
+    # A batch is sent to a worker when it holds this many posts or its oldest post waited this long.
+    batch_max_posts: Annotated[int, Field(ge=1, le=10_000)] = 256
+    batch_linger_ms: Annotated[int, Field(ge=0, le=60_000)] = 100
+    # Batches sent to workers and not yet stored; at this many the consumer pauses its partitions.
+    max_inflight_batches: Annotated[int, Field(ge=1, le=1_000)] = 8
+    # A batch without a stored result after this long is sent again (stored verdicts make that harmless).
+    batch_timeout_s: Annotated[float, Field(gt=0, le=86_400)] = 120.0
+    # Sends of one batch before its posts are dead-lettered with reason "processing_failed".
+    max_batch_attempts: Annotated[int, Field(ge=1, le=100)] = 5
+    # Texts longer than this are dead-lettered ("text_too_long"): a bound on a worker's memory per post.
+    max_text_chars: Annotated[int, Field(ge=1, le=10_000_000)] = 100_000
+    # Celery task limits: a batch that runs longer is killed (hard) after the soft limit asked it to stop.
+    task_soft_time_limit_s: Annotated[int, Field(ge=1)] = 240
+    task_time_limit_s: Annotated[int, Field(ge=1)] = 300
+    # Retries of a batch on database or broker errors, with exponential backoff capped at task_retry_backoff_max_s.
+    task_max_retries: Annotated[int, Field(ge=0, le=100)] = 10
+    task_retry_backoff_max_s: Annotated[int, Field(ge=1)] = 60
+    # On SIGTERM or a revoked partition: how long to wait for in-flight batches before leaving them to redelivery.
+    drain_timeout_s: Annotated[float, Field(ge=0, le=3_600)] = 60.0
+    # Publish each stored verdict to output_topic (the platform acts on them at once).
+    publish_verdicts: bool = True
+
+
+class StorageSettings(_Strict):
+    # Post texts older than this are erased by `moderation db prune` unless a moderator still needs them.
+    retention_days: Annotated[int, Field(ge=1, le=36_500)] = 90
+    # Connections each process keeps open.
+    pool_size: Annotated[int, Field(ge=1, le=100)] = 5
+
+
+class MetricsSettings(_Strict):
+    """Where the processes serve Prometheus metrics (0 turns that server off)."""
+
+    consumer_port: Annotated[int, Field(ge=0, le=65_535)] = 9101
+    worker_port: Annotated[int, Field(ge=0, le=65_535)] = 9102
+    bind_address: str = "127.0.0.1"
+
+
 class Settings(_Strict):
     """The whole configuration file. Sections other than these are owned by their modules (see docs/config.md)."""
 
     detector: DetectorSettings = DetectorSettings()
     watermark: WatermarkSettings = WatermarkSettings()
-    # Sections validated by the modules that own them (pipeline, plugins, policy, review); kept raw here.
-    pipeline: dict[str, Any] = Field(default_factory=dict)
+    pipeline: PipelineSettings = PipelineSettings()
+    storage: StorageSettings = StorageSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    # Sections validated by the modules that own them (plugins, policy, review); kept raw here.
     plugins: dict[str, Any] = Field(default_factory=dict)
     policy: dict[str, Any] = Field(default_factory=dict)
     review: dict[str, Any] = Field(default_factory=dict)

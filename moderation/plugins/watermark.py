@@ -52,6 +52,11 @@ class WatermarkPlugin:
         self.batch_size = settings.detector.batch_size
         self.evidence = str(options.get("evidence", "flagged"))
 
+    @property
+    def device(self) -> str:
+        """Where detection runs ("cpu", "cuda"), for the operators' metrics."""
+        return str(self.detector.device)
+
     def evaluate(self, posts: Sequence[Post]) -> list[list[Signal]]:
         out: list[list[Signal]] = []
         for start in range(0, len(posts), self.batch_size):

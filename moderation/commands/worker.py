@@ -1,0 +1,56 @@
+"""`moderation worker`: run a Celery worker that moderates batches (tokenize, detect, policy, store).
+
+Each pool process loads the tokenizers and green-list caches once, when it starts; the parent process
+only supervises and serves the metrics of all its children (Prometheus multi-process mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("worker", help="run a Celery worker that moderates batches", description=__doc__)
+    p.add_argument("--config", help="config file (default: $MODERATION_CONFIG, else the bundled demo config)")
+    p.add_argument("--concurrency", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--metrics-dir", help="folder for multi-process metric files (default: a fresh temporary folder)")
+    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--name", default="moderation@%h", help="Celery node name")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.config:
+        # Child processes read the config from the environment.
+        os.environ["MODERATION_CONFIG"] = str(Path(args.config).resolve())
+    # Must be set before prometheus_client is imported anywhere in this process or its children.
+    metrics_dir = Path(args.metrics_dir or tempfile.mkdtemp(prefix="moderation-metrics-"))
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in metrics_dir.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+
+    from moderation.config import load_settings
+    from moderation.metrics import serve_multiprocess
+    from workers.celery_app import QUEUE, app
+
+    settings = load_settings()  # fail early, in the parent, on a bad config
+    if settings.metrics.worker_port:
+        serve_multiprocess(settings.metrics.worker_port, settings.metrics.bind_address)
+    app.worker_main(
+        [
+            "worker",
+            f"--loglevel={args.log_level}",
+            f"--concurrency={args.concurrency}",
+            f"--queues={QUEUE}",
+            "--pool=prefork",
+            f"--hostname={args.name}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+    return 0

@@ -1,0 +1,96 @@
+"""Prometheus metrics of the consumer and the workers. Names and labels are documented in docs/metrics.md.
+
+Conventions: prefix `moderation_`, base units (seconds), `_total` for counters. Label values are
+bounded: tenants, actions, reasons, schemes, plugins — never post ids, authors or anything secret.
+
+The Celery worker runs several processes, so it uses prometheus_client's multi-process mode: the
+`moderation worker` command sets PROMETHEUS_MULTIPROC_DIR *before* this module is imported, and its
+HTTP server aggregates every process's files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
+
+# ---- consumer -------------------------------------------------------------------------------------
+POSTS_CONSUMED = Counter("moderation_posts_consumed_total", "Messages read from the input topic.", ["topic"])
+DEAD_LETTERS = Counter(
+    "moderation_dead_letters_total", "Messages sent to the dead-letter topic, by reason.", ["reason"]
+)
+CONSUMER_LAG = Gauge(
+    "moderation_consumer_lag_messages",
+    "Messages in the partition not yet read by the consumer (log end offset - position).",
+    ["topic", "partition"],
+    multiprocess_mode="max",
+)
+BATCHES_IN_FLIGHT = Gauge(
+    "moderation_batches_in_flight", "Batches sent to workers and not yet stored.", multiprocess_mode="livesum"
+)
+BATCHES_SENT = Counter("moderation_batches_sent_total", "Batches sent to the workers (resends included).")
+BATCH_RESENDS = Counter(
+    "moderation_batch_resends_total", "Batches sent again after a failure or timeout, by cause.", ["cause"]
+)
+CONSUMER_PAUSES = Counter(
+    "moderation_consumer_pauses_total", "Times the consumer paused its partitions because too much was in flight."
+)
+OFFSETS_COMMITTED = Counter(
+    "moderation_offsets_committed_total", "Offset commits (each after every earlier post was stored)."
+)
+END_TO_END_SECONDS = Histogram(
+    "moderation_end_to_end_seconds",
+    "From the message's Kafka timestamp to the consumer seeing its batch stored.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+)
+
+# ---- workers --------------------------------------------------------------------------------------
+VERDICTS = Counter("moderation_verdicts_total", "Verdicts stored, by tenant and action.", ["tenant", "action"])
+REDELIVERED = Counter(
+    "moderation_posts_redelivered_total", "Posts that arrived again and already had a verdict (left unchanged)."
+)
+BATCH_SIZE = Histogram(
+    "moderation_batch_size_posts",
+    "Posts per batch processed by a worker.",
+    buckets=(1, 8, 32, 64, 128, 256, 512, 1024, 4096),
+)
+PLUGIN_SECONDS = Histogram(
+    "moderation_plugin_seconds",
+    "Time one plugin took over one batch (the watermark plugin: tokenize + detect).",
+    ["plugin"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+)
+STORE_SECONDS = Histogram(
+    "moderation_store_seconds",
+    "Time to write one batch to PostgreSQL.",
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+)
+Z_SCORE = Histogram(
+    "moderation_watermark_z_score",
+    "Whole-text z-score of each scored post, by scheme.",
+    ["scheme"],
+    buckets=(-4, -2, 0, 1, 2, 3, 4, 5, 6, 8, 10, 15, 20),
+)
+TOKENS_SCORED = Counter("moderation_tokens_scored_total", "Tokens counted by the watermark detector.", ["scheme"])
+ERRORS = Counter("moderation_errors_total", "Errors by component and kind (retried or not).", ["component", "kind"])
+TASK_RETRIES = Counter("moderation_task_retries_total", "Batches retried by a worker, by cause.", ["cause"])
+DEVICE = Gauge(
+    "moderation_detector_device_info", "1 for the device the detector runs on.", ["device"], multiprocess_mode="max"
+)
+
+
+def serve_multiprocess(port: int, addr: str) -> None:
+    """Serve every worker process's metrics from one port (call in the parent, after setting the env var)."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, addr=addr, registry=registry)
+
+
+def prepare_multiprocess_dir(path: str | os.PathLike[str]) -> Path:
+    """An empty directory for this run's metric files (stale files from a previous run would add up)."""
+    d = Path(path)
+    d.mkdir(parents=True, exist_ok=True)
+    for f in d.glob("*.db"):
+        f.unlink()
+    return d

@@ -1,0 +1,113 @@
+"""The read side: verdicts with their signals, filtered the way moderators and `moderation verdicts` ask."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select, tuple_
+
+from moderation.storage.models import PostRow, SignalRow, VerdictRow
+
+
+@dataclass(frozen=True)
+class VerdictFilter:
+    tenant: str | None = None
+    action: str | None = None
+    since: datetime | None = None
+    author: str | None = None
+    limit: int | None = None
+
+
+def verdict_rows(conn: Connection, flt: VerdictFilter) -> list[dict[str, Any]]:
+    """Verdicts (newest first) as JSON-ready dicts: id, tenant, author, action, score, ..., signals."""
+    q = (
+        select(VerdictRow, PostRow.author, PostRow.created_at)
+        .join(PostRow, (PostRow.tenant == VerdictRow.tenant) & (PostRow.post_id == VerdictRow.post_id))
+        .order_by(VerdictRow.decided_at.desc(), VerdictRow.id.desc())
+    )
+    if flt.tenant is not None:
+        q = q.where(VerdictRow.tenant == flt.tenant)
+    if flt.action is not None:
+        q = q.where(VerdictRow.action == flt.action)
+    if flt.since is not None:
+        q = q.where(VerdictRow.decided_at >= flt.since)
+    if flt.author is not None:
+        q = q.where(PostRow.author == flt.author)
+    if flt.limit is not None:
+        q = q.limit(flt.limit)
+    rows = conn.execute(q).all()
+    by_verdict = signals_for(conn, [r.VerdictRow.id for r in rows])
+    return [
+        {
+            "id": r.VerdictRow.post_id,
+            "tenant": r.VerdictRow.tenant,
+            "author": r.author,
+            "action": r.VerdictRow.action,
+            "score": r.VerdictRow.score,
+            "policy_version": r.VerdictRow.policy_version,
+            "reasons": r.VerdictRow.reasons,
+            "created_at": r.created_at.isoformat() if r.created_at else None,
+            "decided_at": r.VerdictRow.decided_at.isoformat(),
+            "signals": by_verdict.get(r.VerdictRow.id, []),
+        }
+        for r in rows
+    ]
+
+
+def signals_for(
+    conn: Connection, verdict_ids: Sequence[int], *, with_evidence: bool = False
+) -> dict[int, list[dict[str, Any]]]:
+    out: dict[int, list[dict[str, Any]]] = {}
+    if not verdict_ids:
+        return out
+    for s in conn.execute(
+        select(SignalRow).where(SignalRow.verdict_id.in_(list(verdict_ids))).order_by(SignalRow.id)
+    ).scalars():
+        entry: dict[str, Any] = {"plugin": s.plugin, "version": s.plugin_version, **s.details}
+        entry.update({"score": s.score, "label": s.label, "abstained": s.abstained})
+        if s.reason is not None:
+            entry["reason"] = s.reason
+        if with_evidence and s.evidence:
+            entry["evidence"] = s.evidence
+        out.setdefault(s.verdict_id, []).append(entry)
+    return out
+
+
+def action_counts(conn: Connection, tenant: str | None = None) -> Counter[tuple[str, str]]:
+    """(tenant, action) -> number of verdicts."""
+    q = select(VerdictRow.tenant, VerdictRow.action, func.count()).group_by(VerdictRow.tenant, VerdictRow.action)
+    if tenant is not None:
+        q = q.where(VerdictRow.tenant == tenant)
+    return Counter({(t, a): n for t, a, n in conn.execute(q)})
+
+
+def verdict_count(conn: Connection) -> int:
+    return int(conn.execute(select(func.count()).select_from(VerdictRow)).scalar_one())
+
+
+def stored_verdicts(conn: Connection, keys: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The stored verdicts of these (tenant, post_id), in the output topic's shape (no evidence)."""
+    if not keys:
+        return []
+    rows = (
+        conn.execute(select(VerdictRow).where(tuple_(VerdictRow.tenant, VerdictRow.post_id).in_(list(keys))))
+        .scalars()
+        .all()
+    )
+    by_verdict = signals_for(conn, [r.id for r in rows])
+    return [
+        {
+            "id": r.post_id,
+            "tenant": r.tenant,
+            "action": r.action,
+            "score": r.score,
+            "policy_version": r.policy_version,
+            "reasons": r.reasons,
+            "signals": by_verdict.get(r.id, []),
+        }
+        for r in rows
+    ]
