@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select, tuple_
+from sqlalchemy.orm import Session
 
 from moderation.storage.models import PostRow, SignalRow, VerdictRow
 
@@ -25,7 +26,18 @@ class VerdictFilter:
 def verdict_rows(conn: Connection, flt: VerdictFilter) -> list[dict[str, Any]]:
     """Verdicts (newest first) as JSON-ready dicts: id, tenant, author, action, score, ..., signals."""
     q = (
-        select(VerdictRow, PostRow.author, PostRow.created_at)
+        select(
+            VerdictRow.id,
+            VerdictRow.tenant,
+            VerdictRow.post_id,
+            VerdictRow.action,
+            VerdictRow.score,
+            VerdictRow.policy_version,
+            VerdictRow.reasons,
+            VerdictRow.decided_at,
+            PostRow.author,
+            PostRow.created_at,
+        )
         .join(PostRow, (PostRow.tenant == VerdictRow.tenant) & (PostRow.post_id == VerdictRow.post_id))
         .order_by(VerdictRow.decided_at.desc(), VerdictRow.id.desc())
     )
@@ -40,19 +52,19 @@ def verdict_rows(conn: Connection, flt: VerdictFilter) -> list[dict[str, Any]]:
     if flt.limit is not None:
         q = q.limit(flt.limit)
     rows = conn.execute(q).all()
-    by_verdict = signals_for(conn, [r.VerdictRow.id for r in rows])
+    by_verdict = signals_for(conn, [r.id for r in rows])
     return [
         {
-            "id": r.VerdictRow.post_id,
-            "tenant": r.VerdictRow.tenant,
+            "id": r.post_id,
+            "tenant": r.tenant,
             "author": r.author,
-            "action": r.VerdictRow.action,
-            "score": r.VerdictRow.score,
-            "policy_version": r.VerdictRow.policy_version,
-            "reasons": r.VerdictRow.reasons,
+            "action": r.action,
+            "score": r.score,
+            "policy_version": r.policy_version,
+            "reasons": r.reasons,
             "created_at": r.created_at.isoformat() if r.created_at else None,
-            "decided_at": r.VerdictRow.decided_at.isoformat(),
-            "signals": by_verdict.get(r.VerdictRow.id, []),
+            "decided_at": r.decided_at.isoformat(),
+            "signals": by_verdict.get(r.id, []),
         }
         for r in rows
     ]
@@ -64,9 +76,10 @@ def signals_for(
     out: dict[int, list[dict[str, Any]]] = {}
     if not verdict_ids:
         return out
-    for s in conn.execute(
+    session = Session(bind=conn)  # ORM objects over the caller's connection (and its transaction)
+    for s in session.scalars(
         select(SignalRow).where(SignalRow.verdict_id.in_(list(verdict_ids))).order_by(SignalRow.id)
-    ).scalars():
+    ):
         entry: dict[str, Any] = {"plugin": s.plugin, "version": s.plugin_version, **s.details}
         entry.update({"score": s.score, "label": s.label, "abstained": s.abstained})
         if s.reason is not None:
@@ -94,8 +107,8 @@ def stored_verdicts(conn: Connection, keys: Sequence[tuple[str, str]]) -> list[d
     if not keys:
         return []
     rows = (
-        conn.execute(select(VerdictRow).where(tuple_(VerdictRow.tenant, VerdictRow.post_id).in_(list(keys))))
-        .scalars()
+        Session(bind=conn)
+        .scalars(select(VerdictRow).where(tuple_(VerdictRow.tenant, VerdictRow.post_id).in_(list(keys))))
         .all()
     )
     by_verdict = signals_for(conn, [r.id for r in rows])

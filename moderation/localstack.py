@@ -1,0 +1,252 @@
+"""A whole pipeline on one machine — broker, database, worker, consumer as real processes — for `make demo`,
+the integration tests and the pipeline benchmark.
+
+It uses the Kafka named by MODERATION_KAFKA_BOOTSTRAP when set, else starts the embedded broker; it makes
+its own database on the PostgreSQL of MODERATION_DATABASE_URL and migrates it; it starts `moderation
+worker` and `moderation consume` as child processes, and stops everything it started on exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import make_url
+
+from moderation.endpoints import DEFAULT_DATABASE_URL, Endpoints
+from moderation.kafka_io import EmbeddedBroker, ensure_topics, free_port, make_producer, start_embedded_broker
+from moderation.storage import migrate
+from moderation.storage.database import create_database_if_missing, drop_database, make_engine
+from moderation.storage.queries import verdict_count
+
+
+def _pids_of_children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+@dataclass
+class LocalPipeline:
+    """Start with `with LocalPipeline(workdir, config_text) as lp:`; `lp.produce(...)`, `lp.wait_for(n)`."""
+
+    workdir: Path
+    config_text: str
+    database_name: str = field(default_factory=lambda: f"moderation_local_{uuid.uuid4().hex[:8]}")
+    keep_database: bool = False
+    worker_concurrency: int = 1
+    partitions: int = 3
+    quiet: bool = True
+    # Set by start()
+    endpoints: Endpoints | None = None
+    broker: EmbeddedBroker | None = None
+    worker: subprocess.Popen[bytes] | None = None
+    consumer: subprocess.Popen[bytes] | None = None
+    consumer_port: int = 0
+    worker_port: int = 0
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+    def __enter__(self) -> LocalPipeline:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "config.toml"
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.consumer_port, self.worker_port = free_port(), free_port()
+        text = self.config_text
+        if "[metrics]" not in text:
+            text += f"\n[metrics]\nconsumer_port = {self.consumer_port}\nworker_port = {self.worker_port}\n"
+        self.config_path.write_text(text, encoding="utf-8")
+        base = Endpoints.from_env()
+        url = make_url(os.environ.get("MODERATION_DATABASE_URL") or DEFAULT_DATABASE_URL)
+        database_url = url.set(database=self.database_name).render_as_string(hide_password=False)
+        if os.environ.get("MODERATION_KAFKA_BOOTSTRAP"):
+            kafka, api = base.kafka_bootstrap, base.kafka_api_version
+        else:
+            self.broker = start_embedded_broker()
+            kafka, api = self.broker.bootstrap, self.broker.endpoints().kafka_api_version
+        self.endpoints = Endpoints(database_url, kafka, api, base.celery_broker, base.celery_backend)
+        drop_database(database_url) if not self.keep_database else None
+        create_database_if_missing(database_url)
+        migrate.upgrade(database_url)
+        from moderation.config import load_settings
+
+        settings = load_settings(self.config_path)
+        p = settings.pipeline
+        ensure_topics(self.endpoints, [p.input_topic, p.output_topic, p.dead_letter_topic], self.partitions)
+        self.settings = settings
+        self.start_worker()
+        self.start_consumer()
+
+    def env(self) -> dict[str, str]:
+        assert self.endpoints is not None
+        env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+        env.update(
+            MODERATION_CONFIG=str(self.config_path),
+            MODERATION_DATABASE_URL=self.endpoints.database_url,
+            MODERATION_KAFKA_BOOTSTRAP=self.endpoints.kafka_bootstrap,
+            MODERATION_KAFKA_API_VERSION=".".join(map(str, self.endpoints.kafka_api_version or ())),
+            MODERATION_CELERY_BROKER=self.endpoints.celery_broker,
+            MODERATION_CELERY_BACKEND=self.endpoints.celery_backend,
+        )
+        return env
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._logs.append(log)
+        return subprocess.Popen(
+            [sys.executable, "-m", "moderation.cli", *args],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )
+
+    def start_worker(self, wait: float = 120.0) -> None:
+        metrics_dir = self.workdir / "worker-metrics"
+        self.worker = self._spawn(
+            "worker",
+            [
+                "worker",
+                f"--concurrency={self.worker_concurrency}",
+                f"--metrics-dir={metrics_dir}",
+                "--log-level=INFO",
+                f"--name=local-{uuid.uuid4().hex[:6]}@%h",
+            ],
+        )
+        # The pool process logs this once its tokenizers and caches are loaded.
+        self._wait_for_log("worker", "ready: plugins", wait, self.worker)
+
+    def start_consumer(self, wait: float = 60.0) -> None:
+        self.consumer = self._spawn("consumer", ["consume", "--log-level=INFO"])
+        self._wait_for_log("consumer", "partitions assigned", wait, self.consumer)
+
+    def _wait_for_log(self, name: str, needle: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+        path = self.workdir / f"{name}.log"
+        start_size = 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}; see {path}:\n{self.tail(name)}")
+            data = path.read_bytes()[start_size:] if path.exists() else b""
+            if needle.encode() in data:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{name} not ready after {timeout:.0f} s; see {path}:\n{self.tail(name)}")
+
+    def tail(self, name: str, lines: int = 30) -> str:
+        path = self.workdir / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def stop_consumer(self, sig: int = signal.SIGTERM, timeout: float = 90.0) -> int | None:
+        proc, self.consumer = self.consumer, None
+        if proc is None or proc.poll() is not None:
+            return proc.returncode if proc else None
+        proc.send_signal(sig)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait()
+
+    def stop_worker(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> None:
+        proc, self.worker = self.worker, None
+        if proc is None or proc.poll() is not None:
+            return
+        children = _pids_of_children(proc.pid)
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for pid in children:  # a pool process must not outlive its parent
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def worker_children(self) -> list[int]:
+        return _pids_of_children(self.worker.pid) if self.worker else []
+
+    def stop(self) -> None:
+        self.stop_consumer()
+        self.stop_worker()
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+        if self.endpoints is not None and not self.keep_database:
+            try:
+                drop_database(self.endpoints.database_url)
+            except Exception:  # PostgreSQL may be the thing a test stopped; nothing to clean then
+                pass
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+
+    # ---- using it ---------------------------------------------------------------------------------
+    def produce(self, posts: Iterable[dict[str, Any] | bytes], topic: str | None = None) -> int:
+        assert self.endpoints is not None
+        producer = make_producer(self.endpoints)
+        n = 0
+        for post in posts:
+            value = post if isinstance(post, bytes) else json.dumps(post).encode()
+            producer.send(topic or self.settings.pipeline.input_topic, value)
+            n += 1
+        producer.flush()
+        producer.close()
+        return n
+
+    def database(self) -> Any:
+        assert self.endpoints is not None
+        return make_engine(self.endpoints.database_url, 1)
+
+    def count_verdicts(self) -> int:
+        engine = self.database()
+        try:
+            with engine.connect() as conn:
+                return verdict_count(conn)
+        finally:
+            engine.dispose()
+
+    def wait_for(self, n: int, timeout: float = 120.0) -> int:
+        """Wait until at least n verdicts are stored; returns the count (raises on timeout)."""
+        deadline = time.monotonic() + timeout
+        count = 0
+        while time.monotonic() < deadline:
+            try:
+                count = self.count_verdicts()
+            except Exception:  # database briefly unreachable (a test may have stopped it)
+                count = -1
+            if count >= n:
+                return count
+            for name, proc in (("consumer", self.consumer), ("worker", self.worker)):
+                if proc is not None and proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
+            time.sleep(0.2)
+        raise TimeoutError(
+            f"{count} of {n} verdicts after {timeout:.0f} s\nconsumer:\n{self.tail('consumer')}\nworker:\n{self.tail('worker')}"
+        )
