@@ -8,6 +8,7 @@ worker` and `moderation consume` as child processes, and stops everything it sta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -184,10 +185,8 @@ class LocalPipeline:
             proc.kill()
             proc.wait()
         for pid in children:  # a pool process must not outlive its parent
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def worker_children(self) -> list[int]:
         return _pids_of_children(self.worker.pid) if self.worker else []
