@@ -148,6 +148,8 @@ class PipelineSettings(_Strict):
     output_topic: str = "verdicts"
     dead_letter_topic: str = "posts.dlq"
     group_id: str = "moderation"
+    # The Celery queue batches travel on (separate pipelines sharing one Celery broker use separate queues).
+    celery_queue: str = "moderation.batches"
     # A batch is sent to a worker when it holds this many posts or its oldest post waited this long.
     batch_max_posts: Annotated[int, Field(ge=1, le=10_000)] = 256
     batch_linger_ms: Annotated[int, Field(ge=0, le=60_000)] = 100

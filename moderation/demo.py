@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from moderation.config import default_config_path, load_settings
 from moderation.localstack import LocalPipeline
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {t:12} -> {a:10} {n}")
         flagged = [r for r in rows if r["action"] != "allow"][:3]
         for r in flagged:
-            wm = next((s for s in r["signals"] if s["plugin"] == "watermark"), {})
+            wm: dict[str, Any] = next((s for s in r["signals"] if s["plugin"] == "watermark"), {})
             print(
                 f"\nexample: {r['id']} by {r['author']}: {r['action']}  z={wm.get('z_score'):.1f}  p={wm.get('p_value'):.2e}"
                 f"  green {wm.get('num_green_tokens')}/{wm.get('num_tokens_scored')}"

@@ -25,7 +25,7 @@ from moderation.endpoints import Endpoints
 from moderation.errors import BrokerUnavailable
 
 # The embedded broker speaks an older protocol generation for group coordination.
-EMBEDDED_API_VERSION = (2, 5, 0)
+EMBEDDED_API_VERSION = (2, 5)
 
 
 def _version_kwargs(endpoints: Endpoints) -> dict[str, Any]:

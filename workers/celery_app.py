@@ -13,7 +13,6 @@ from moderation.config import Settings, load_settings
 from moderation.endpoints import Endpoints
 
 TASK_NAME = "workers.tasks.moderate_batch"
-QUEUE = "moderation.batches"
 
 
 def make_app(settings: Settings | None = None, endpoints: Endpoints | None = None) -> Celery:
@@ -30,7 +29,7 @@ def make_app(settings: Settings | None = None, endpoints: Endpoints | None = Non
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_default_queue=QUEUE,
+        task_default_queue=p.celery_queue,
         task_soft_time_limit=p.task_soft_time_limit_s,
         task_time_limit=p.task_time_limit_s,
         # The consumer polls results; it forgets each one it has seen, these expire otherwise.

@@ -202,7 +202,7 @@ class PostConsumer:
     def _shutdown(self) -> None:
         if self._open:
             self._dispatch()
-        self._drain(lambda: True)
+        self._drain(lambda _partition: True)
         self._commit(force=True)
         try:
             self.producer.flush(timeout=10)
@@ -277,7 +277,7 @@ class PostConsumer:
         batch_id = uuid.uuid4().hex
         payload = {"v": BATCH_FORMAT_VERSION, "batch_id": batch_id, "posts": [i.post for i in items]}
         try:
-            result = self.app.send_task(TASK_NAME, args=[payload], task_id=batch_id)
+            result = self.app.send_task(TASK_NAME, args=[payload], task_id=batch_id, queue=self.cfg.celery_queue)
         except Exception as exc:  # the Celery broker is down: keep the batch and try again shortly
             metrics.ERRORS.labels("consumer", "celery_broker").inc()
             log.warning("cannot send a batch to the workers (%s); retrying", type(exc).__name__)

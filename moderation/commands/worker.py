@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     from moderation.config import load_settings
     from moderation.metrics import serve_multiprocess
-    from workers.celery_app import QUEUE, app
+    from workers.celery_app import app
 
     settings = load_settings()  # fail early, in the parent, on a bad config
     if settings.metrics.worker_port:
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             "worker",
             f"--loglevel={args.log_level}",
             f"--concurrency={args.concurrency}",
-            f"--queues={QUEUE}",
+            f"--queues={settings.pipeline.celery_queue}",
             "--pool=prefork",
             f"--hostname={args.name}",
             "--without-gossip",

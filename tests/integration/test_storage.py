@@ -1,0 +1,108 @@
+"""PostgreSQL storage: migrations up and down agree with the models; the batch write is idempotent."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, inspect, text
+
+from moderation.endpoints import DEFAULT_DATABASE_URL
+from moderation.posts import Post
+from moderation.signals import Action, Signal, Verdict
+from moderation.storage import migrate
+from moderation.storage.database import create_database_if_missing, drop_database, make_engine
+from moderation.storage.models import Base
+from moderation.storage.queries import VerdictFilter, stored_verdicts, verdict_rows
+from moderation.storage.retention import erase_old_texts
+from moderation.storage.writes import Source, store_batch
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    url = DEFAULT_DATABASE_URL.rsplit("/", 1)[0] + f"/moderation_test_{uuid.uuid4().hex[:8]}"
+    create_database_if_missing(url)
+    yield url
+    drop_database(url)
+
+
+@pytest.fixture
+def db(database_url: str) -> Iterator[Engine]:
+    migrate.upgrade(database_url)
+    engine = make_engine(database_url, 2)
+    yield engine
+    engine.dispose()
+
+
+def test_migrations_go_up_and_down_and_match_the_models(database_url: str) -> None:
+    migrate.upgrade(database_url)
+    assert migrate.current_revision(database_url) == "0001_pipeline"
+    engine = make_engine(database_url, 1)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
+        indexes = {i["name"] for i in inspect(conn).get_indexes("verdicts")}
+        assert "ix_verdicts_tenant_action_decided_at" in indexes
+    migrate.downgrade(database_url, "base")
+    assert migrate.current_revision(database_url) is None
+    with engine.connect() as conn:
+        assert set(inspect(conn).get_table_names()) <= {"alembic_version"}
+    migrate.upgrade(database_url)
+    assert migrate.current_revision(database_url) == "0001_pipeline"
+    engine.dispose()
+
+
+def verdict_for(post: Post, action: Action = Action.REVIEW) -> Verdict:
+    signals = (
+        Signal("watermark", "1.0", 0.9, "watermarked", details={"scheme": "s", "z_score": 7.5, "inf": float("inf")}),
+        Signal("spam", "1.0", None, abstained=True, reason="empty"),
+    )
+    return Verdict(post.id, post.tenant, action, 0.9, "test-v1", signals, ("watermark:s",))
+
+
+def test_store_batch_is_idempotent_per_tenant_and_post(db: Engine) -> None:
+    posts = [Post(id=f"p{i}", text=f"text {i}", tenant="a", author="x") for i in range(5)]
+    posts.append(Post(id="p0", text="same id, other tenant", tenant="b"))
+    verdicts = [verdict_for(p) for p in posts]
+    sources = [Source("posts", 0, i) for i in range(len(posts))]
+    with db.begin() as conn:
+        first = store_batch(conn, posts, verdicts, sources)
+    assert len(first.inserted) == 6 and not first.existing
+    # Redelivered, with a different (later) verdict: nothing changes, nothing is added.
+    with db.begin() as conn:
+        again = store_batch(conn, posts, [verdict_for(p, Action.ALLOW) for p in posts], sources)
+    assert not again.inserted and len(again.existing) == 6
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM verdicts")).scalar_one() == 6
+        assert conn.execute(text("SELECT count(*) FROM signals")).scalar_one() == 12
+        assert {r for (r,) in conn.execute(text("SELECT DISTINCT action FROM verdicts"))} == {"review"}
+        rows = verdict_rows(conn, VerdictFilter(tenant="a", action="review"))
+        assert len(rows) == 5 and rows[0]["author"] == "x"
+        assert rows[0]["signals"][0]["z_score"] == 7.5
+        assert rows[0]["signals"][0]["inf"] is None  # JSONB has no infinity; stored as null
+        out = stored_verdicts(conn, [("b", "p0")])
+        assert out[0]["tenant"] == "b" and out[0]["action"] == "review"
+
+
+def test_a_batch_holding_one_post_twice_stores_it_once(db: Engine) -> None:
+    post = Post(id="dup", text="t", tenant="a")
+    with db.begin() as conn:
+        result = store_batch(conn, [post, post], [verdict_for(post), verdict_for(post)])
+    assert result.inserted == frozenset({("a", "dup")})
+
+
+def test_retention_erases_old_texts_but_keeps_posts_under_review(db: Engine) -> None:
+    posts = [Post(id="old-allowed", text="a", tenant="t"), Post(id="old-review", text="b", tenant="t")]
+    with db.begin() as conn:
+        store_batch(conn, posts, [verdict_for(posts[0], Action.ALLOW), verdict_for(posts[1], Action.REVIEW)])
+    with db.begin() as conn:
+        erased = erase_old_texts(conn, days=30, now=datetime.now(UTC) + timedelta(days=31))
+    assert erased == 1
+    with db.connect() as conn:
+        texts = dict(conn.execute(text("SELECT post_id, text FROM posts")).all())
+    assert texts == {"old-allowed": None, "old-review": "b"}
