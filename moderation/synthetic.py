@@ -218,3 +218,42 @@ def write_sample(path: Path, scheme: WatermarkScheme, n: int = 40) -> None:
     with path.open("w", encoding="utf-8") as f:
         for post in post_stream(n, scheme, seed=7, watermarked_share=0.5):
             f.write(json.dumps({k: post[k] for k in ("id", "author", "text")}) + "\n")
+
+
+# -- attacks the seed documents describe (character-level evasion and copy-paste) -----------------------
+
+EMOJI = ("😀", "🔥", "👍", "🚀", "✨", "😂")
+HOMOGLYPHS = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х", "i": "і"}  # Latin -> Cyrillic
+
+
+def emoji_attack(text: str, every: int = 3, seed: int = 0) -> str:
+    """An emoji after every few words (the "emoji attack": ask the model to emit emoji, then delete them —
+    here the platform sees them still in place)."""
+    rng = random.Random(seed)
+    words = text.split(" ")
+    return " ".join(w + (" " + rng.choice(EMOJI) if i % every == every - 1 else "") for i, w in enumerate(words))
+
+
+def zero_width_attack(text: str, share: float = 0.5, seed: int = 0) -> str:
+    """Zero-width spaces and joiners inside a share of the words: invisible, but they split tokens."""
+    rng = random.Random(seed)
+    out = []
+    for w in text.split(" "):
+        if len(w) > 2 and rng.random() < share:
+            k = rng.randrange(1, len(w))
+            w = w[:k] + rng.choice(("\u200b", "\u200c", "\u200d", "\u2060")) + w[k:]
+        out.append(w)
+    return " ".join(out)
+
+
+def homoglyph_attack(text: str, share: float = 0.5, seed: int = 0) -> str:
+    """Latin letters swapped for look-alike Cyrillic ones in a share of the words."""
+    rng = random.Random(seed)
+    return " ".join("".join(HOMOGLYPHS.get(c, c) for c in w) if rng.random() < share else w for w in text.split(" "))
+
+
+def paste_into(passage: str, human_before: str, human_after: str) -> tuple[str, int, int]:
+    """A watermarked passage inside human text; returns the text and the passage's character span."""
+    text = f"{human_before} {passage} {human_after}"
+    start = len(human_before) + 1
+    return text, start, start + len(passage)

@@ -1,0 +1,74 @@
+"""Shared pieces of the benchmarks: posts that share no passages, the reference detector, memory readings."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from moderation.config import Settings, WatermarkScheme, parse_settings
+from moderation.synthetic import stdlib_prose
+
+
+def distinct_posts(n: int, words: int = 150, offset: int = 0) -> list[str]:
+    """n posts cut from consecutive, non-overlapping stretches of human prose: no two share a passage, so no
+    cache can get credit for repeated text. ~150 words is ~200 BERT tokens."""
+    all_words = stdlib_prose(max_chars=20_000_000).split()
+    need = (offset + n) * words
+    if need > len(all_words):
+        raise ValueError(
+            f"only {len(all_words) // words} distinct posts of {words} words available, asked {offset + n}"
+        )
+    return [" ".join(all_words[(offset + i) * words : (offset + i + 1) * words]) for i in range(n)]
+
+
+def settings_for(seeding_scheme: str, **fields: Any) -> Settings:
+    scheme = {"name": seeding_scheme, "vocab_size": 30522, "seeding_scheme": seeding_scheme, **fields}
+    return parse_settings({"detector": {"device": "cpu"}, "watermark": {"schemes": [scheme]}})
+
+
+def reference_detector(scheme: WatermarkScheme) -> Callable[[np.ndarray], Any]:
+    """transformers' own WatermarkDetector for this scheme; called one post at a time (ragged posts cannot
+    share its batch without padding being scored)."""
+    from transformers import LlamaConfig, WatermarkDetector, WatermarkingConfig
+
+    config = LlamaConfig(vocab_size=scheme.vocab_size, pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    wm = WatermarkingConfig(
+        greenlist_ratio=scheme.greenlist_ratio,
+        bias=scheme.bias,
+        hashing_key=scheme.key,
+        seeding_scheme=scheme.seeding_scheme,
+        context_width=scheme.effective_context_width,
+    )
+    detector = WatermarkDetector(config, "cpu", wm, ignore_repeated_ngrams=scheme.ignore_repeated_ngrams)
+
+    def detect(ids: np.ndarray) -> Any:
+        return detector(torch.from_numpy(ids).unsqueeze(0), return_dict=True)
+
+    return detect
+
+
+def timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[float, Any]:
+    """(seconds, result) of fn(*args, **kwargs)."""
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - start, result
+
+
+def peak_rss_mib(children: bool = False) -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
+    return usage.ru_maxrss / 1024  # Linux reports KiB
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def table(rows: Sequence[Sequence[Any]]) -> str:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(c).rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
