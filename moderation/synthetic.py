@@ -39,13 +39,16 @@ _WORD = re.compile(r"[a-z]+|[,.;:?!]")
 
 @functools.cache
 def stdlib_prose(max_chars: int = 3_000_000) -> str:
-    """Docstrings and comments of the standard library, in a fixed order (deterministic)."""
-    root = Path(sysconfig.get_paths()["stdlib"])
+    """Docstrings and comments of the standard library (then of installed packages), in a fixed order."""
+    paths = sysconfig.get_paths()
+    stdlib = Path(paths["stdlib"])
+    # The standard library first (on every machine); then installed packages when more text is asked for.
+    files = sorted(stdlib.glob("*.py")) + sorted(stdlib.glob("*/*.py")) + sorted(Path(paths["purelib"]).glob("**/*.py"))
     chunks: list[str] = []
     total = 0
-    for path in sorted(root.glob("*.py")) + sorted(root.glob("*/*.py")):
-        if "test" in path.parts or "idlelib" in path.parts:
-            continue
+    for path in files:
+        if {"test", "tests", "idlelib"} & set(path.parts[:-1]) or path.name.startswith("test_"):
+            continue  # test code is full of fixtures, not prose
         try:
             source = path.read_text(encoding="utf-8")
             for tok in tokenize.generate_tokens(io.StringIO(source).readline):
