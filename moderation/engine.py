@@ -1,13 +1,18 @@
-"""The moderation step itself: run every enabled plugin over a batch of posts, then the policy.
+"""The moderation step itself: run the enabled plugins over a batch of posts, then the policy.
 
 Both `moderation scan` and the Celery workers call `Engine.moderate`, so a post gets the same verdict
 whichever way it arrives.
+
+Which plugins run, and with which options, comes from `[plugins]` and may differ per tenant
+(`[plugins.tenants.NAME]`, docs/plugins.md). A plugin instance is built once per distinct option set
+and shared by every tenant that uses it (the watermark detector's caches are built once).
 """
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from moderation.config import Settings
@@ -21,30 +26,72 @@ DEFAULT_PLUGINS = ("watermark",)
 PluginTimer = Callable[[str, float], None]
 
 
+def _plugin_plan(raw: Mapping[str, Any], tenant: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """(plugin name, options) to run for a tenant: the global [plugins] table with the tenant's overrides."""
+    override: Mapping[str, Any] = raw.get("tenants", {}).get(tenant, {}) if tenant else {}
+    enabled = override.get("enabled", raw.get("enabled", list(DEFAULT_PLUGINS)))
+    plan = []
+    for name in enabled:
+        options = dict(raw.get(name, {}))
+        options.update(override.get(name, {}))
+        plan.append((str(name), options))
+    return plan
+
+
 class Engine:
     def __init__(self, settings: Settings, plugins: Sequence[Any] | None = None) -> None:
-        """Load the plugins the config enables, or use `plugins` (already built) as given."""
+        """Load the plugins the config enables, or use `plugins` (already built) for every tenant."""
         self.settings = settings
-        self.plugins: list[Any] = list(plugins) if plugins is not None else []
-        enabled = [] if plugins is not None else settings.plugins.get("enabled", list(DEFAULT_PLUGINS))
-        for name in enabled:
-            cls = load_plugin_class(name)
-            options = settings.plugins.get(name, {})
-            self.plugins.append(cls(settings, options))
-        self.policy = Policy()
+        self.policy = Policy(settings.policy)
+        self._instances: dict[tuple[str, str], Any] = {}
+        self._fixed = list(plugins) if plugins is not None else None
+        raw = settings.plugins
+        not_tables = sorted(t for t, o in raw.get("tenants", {}).items() if not isinstance(o, Mapping))
+        if not_tables:
+            raise PluginError("config", f"[plugins.tenants] entries must be tables: {not_tables}")
+        # Build every plugin any tenant may need now: a bad plugin or option fails at start, loudly.
+        self.default_plugins = self._plugins_for(None)
+        for tenant in raw.get("tenants", {}):
+            self._plugins_for(tenant)
+
+    @property
+    def plugins(self) -> list[Any]:
+        """Every distinct plugin instance (for metrics such as the detector's device)."""
+        return list(self._fixed) if self._fixed is not None else list(self._instances.values())
+
+    def _plugins_for(self, tenant: str | None) -> list[Any]:
+        if self._fixed is not None:
+            return self._fixed
+        out = []
+        for name, options in _plugin_plan(self.settings.plugins, tenant):
+            key = (name, json.dumps(options, sort_keys=True, default=str))
+            if key not in self._instances:
+                cls = load_plugin_class(name)
+                self._instances[key] = cls(self.settings, options)
+            out.append(self._instances[key])
+        return out
 
     def signals(self, posts: Sequence[Post], timer: PluginTimer | None = None) -> list[list[Signal]]:
         """Every enabled plugin's signals for each post. `timer(plugin_name, seconds)` sees each plugin's time."""
         per_post: list[list[Signal]] = [[] for _ in posts]
-        for plugin in self.plugins:
+        # Group posts by the plugin instance that must see them, keeping each group in stream order.
+        groups: dict[int, tuple[Any, list[int]]] = {}
+        plans: dict[str, list[Any]] = {}
+        for index, post in enumerate(posts):
+            if post.tenant not in plans:
+                plans[post.tenant] = self._plugins_for(post.tenant)
+            for plugin in plans[post.tenant]:
+                groups.setdefault(id(plugin), (plugin, []))[1].append(index)
+        for plugin, indexes in groups.values():
+            subset = [posts[i] for i in indexes]
             started = time.perf_counter()
-            results = plugin.evaluate(posts)
+            results = plugin.evaluate(subset)
             if timer is not None:
                 timer(plugin.name, time.perf_counter() - started)
-            if len(results) != len(posts):
-                raise PluginError(plugin.name, f"returned {len(results)} results for {len(posts)} posts")
-            for acc, signals in zip(per_post, results, strict=True):
-                acc.extend(signals)
+            if len(results) != len(subset):
+                raise PluginError(plugin.name, f"returned {len(results)} results for {len(subset)} posts")
+            for i, signals in zip(indexes, results, strict=True):
+                per_post[i].extend(signals)
         return per_post
 
     def moderate(self, posts: Sequence[Post], timer: PluginTimer | None = None) -> list[Verdict]:

@@ -155,7 +155,7 @@ def assert_exactly_once(lp: LocalPipeline, posts: list[dict[str, Any]]) -> None:
     assert sorted(rows) == sorted(p["id"] for p in posts)
     assert lp.count_verdicts() == len(posts)
     # Signals of a verdict written twice would show up as extra rows.
-    assert {r["signals"] for r in rows.values()} == {1}
+    assert {r["signals"] for r in rows.values()} == {2}  # watermark + spam: one signal each
 
 
 def test_worker_killed_mid_batch_loses_and_duplicates_nothing(
