@@ -76,7 +76,9 @@ def parse_policy(raw: Mapping[str, Any]) -> PolicySettings:
         lines = ["invalid [policy] configuration:"]
         for e in err.errors():
             got = f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else ""
-            lines.append(f"  policy.{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}{got}")
+            lines.append(
+                f"  policy.{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}{got}"
+            )
         raise ConfigError("\n".join(lines)) from None
 
 

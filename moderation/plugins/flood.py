@@ -22,9 +22,17 @@ How, and why this way:
 * LSH banding (`bands` x rows = num_perm): two posts become candidates when any band of their signatures is
   identical. With 16 x 4, a pair at J = 0.6 is a candidate with probability 0.89, at 0.8 with 1.0, at 0.3
   with 0.12, so only plausible neighbours are fetched and compared exactly (on the signatures).
+* Copies of a paraphrased campaign are not all pairwise similar: two copies that swapped different words may
+  fall just under the threshold even though both are close to the template. So similar posts are chained
+  into clusters: a post with similar earlier posts joins the oldest of their clusters (pulling those
+  neighbours in, so clusters of one campaign merge), and `cluster_size` is the larger of 1 + its direct
+  neighbours and the number of the cluster's posts within the window. A human post has no neighbour at the
+  threshold, so it never joins a cluster; chaining only widens what a real near-duplicate is counted with
+  (though a long run of overlapping excerpts of one document can chain into one cluster). `chain = false`
+  turns it off: `cluster_size` is then 1 + the direct neighbours only.
 * The buckets and each post's record (signature, author, time) live in the StateStore, so every worker sees
-  the whole stream; a batch makes three round trips per tenant (buckets, records, writes). Earlier posts of
-  the same batch are found through an in-batch index, so a campaign arriving in one batch is still caught.
+  the whole stream; a batch makes a constant number of round trips per tenant (five), not per post. Earlier
+  posts of the same batch are found through an in-batch index, so a campaign arriving in one batch is caught.
 
 Redelivery: a post id already in the store is never its own duplicate, and keeps the time it was first seen.
 Posts seen so far count whichever order they arrived in, as long as their `created_at` is within the window
@@ -78,10 +86,10 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31, _S32 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(32)
 
-# Record layout: format version (1 byte), has-author flag (1 byte), first-seen time in ms (int64), signature
-# (num_perm little-endian uint32), author (UTF-8, the rest).
-_RECORD_HEAD = struct.Struct("<BBq")
-_RECORD_VERSION = 1
+# Record layout: format version (1 byte), has-author flag (1 byte), first-seen time in ms (int64), cluster id
+# length (uint16), signature (num_perm little-endian uint32), cluster id (UTF-8), author (UTF-8, the rest).
+_RECORD_HEAD = struct.Struct("<BBqH")
+_RECORD_VERSION = 2
 
 
 def mix64(x: U64) -> U64:
@@ -159,12 +167,19 @@ class _Record:
     ts_ms: int
     author: str | None
     sig: U32
+    cluster: str
+
+
+def cluster_id(ts_ms: int, post_id: str) -> str:
+    """A cluster is named after its founding post, time first, so that the oldest of two sorts first."""
+    return f"{max(0, ts_ms):013d}:{post_id}"
 
 
 def _encode_record(rec: _Record) -> bytes:
     author = (rec.author or "").encode("utf-8")
-    head = _RECORD_HEAD.pack(_RECORD_VERSION, rec.author is not None, rec.ts_ms)
-    return head + rec.sig.astype("<u4").tobytes() + author
+    cluster = rec.cluster.encode("utf-8")[:65535]
+    head = _RECORD_HEAD.pack(_RECORD_VERSION, rec.author is not None, rec.ts_ms, len(cluster))
+    return head + rec.sig.astype("<u4").tobytes() + cluster + author
 
 
 def _decode_record(raw: bytes, num_perm: int) -> _Record | None:
@@ -172,12 +187,13 @@ def _decode_record(raw: bytes, num_perm: int) -> _Record | None:
     sig_end = _RECORD_HEAD.size + 4 * num_perm
     if len(raw) < sig_end:
         return None
-    version, has_author, ts_ms = _RECORD_HEAD.unpack_from(raw)
-    if version != _RECORD_VERSION:
+    version, has_author, ts_ms, cluster_len = _RECORD_HEAD.unpack_from(raw)
+    if version != _RECORD_VERSION or len(raw) < sig_end + cluster_len:
         return None
     sig = np.frombuffer(raw, dtype="<u4", count=num_perm, offset=_RECORD_HEAD.size).astype(np.uint32)
-    author = raw[sig_end:].decode("utf-8", errors="replace") if has_author else None
-    return _Record(ts_ms=ts_ms, author=author, sig=sig)
+    cluster = raw[sig_end : sig_end + cluster_len].decode("utf-8", errors="replace")
+    author = raw[sig_end + cluster_len :].decode("utf-8", errors="replace") if has_author else None
+    return _Record(ts_ms=ts_ms, author=author, sig=sig, cluster=cluster)
 
 
 def _event_ms(post: Post, now: float) -> int:
@@ -189,7 +205,7 @@ def _event_ms(post: Post, now: float) -> int:
 
 class FloodPlugin:
     """Options (defaults): `window_seconds` (3600), `similarity` (0.6), `min_cluster` (5), `shingle_size` (3),
-    `num_perm` (64), `bands` (16), `min_shingles` (5), `seed` (1), `max_candidates` (1000),
+    `num_perm` (64), `bands` (16), `min_shingles` (5), `seed` (1), `max_candidates` (1000), `chain` (true),
     `state` ("memory" | redis:// URL), `state_prefix` ("moderation:")."""
 
     name: ClassVar[str] = "flood"
@@ -207,6 +223,10 @@ class FloodPlugin:
         self.shingle_size = int(num("shingle_size", 3, 1))
         self.min_shingles = int(num("min_shingles", 5, 1))
         self.max_candidates = int(num("max_candidates", 1000, 1))
+        chain = options.get("chain", True)
+        if not isinstance(chain, bool):
+            raise ConfigError(f"plugins.flood.chain: expected true or false, got {chain!r}")
+        self.chain = chain
         num_perm, bands, seed = int(num("num_perm", 64, 1)), int(num("bands", 16, 1)), int(num("seed", 1, 0))
         try:
             self.hasher = MinHasher(num_perm, bands, seed)
@@ -264,6 +284,21 @@ class FloodPlugin:
                     out[item.index] = self._abstain("state_unavailable")
         return [[s if s is not None else self._abstain("error")] for s in out]
 
+    def _cluster_key(self, tenant: str, cluster: str) -> str:
+        return f"{self._ns}{quote(tenant, safe='')}:c:{quote(cluster, safe='')}"
+
+    def _similar(
+        self, sig: U32, ids: list[str], records: Mapping[str, _Record]
+    ) -> tuple[list[tuple[float, str]], float]:
+        """(similarity, id) of the candidates at or above the threshold, most similar (then newest) first, and
+        the highest similarity among all candidates."""
+        if not ids:
+            return [], 0.0
+        sims = (np.stack([records[c].sig for c in ids]) == sig[None, :]).mean(axis=1)
+        similar = [(float(s), c) for s, c in zip(sims, ids, strict=True) if s >= self.similarity]
+        similar.sort(key=lambda sc: (-sc[0], -records[sc[1]].ts_ms, sc[1]))
+        return similar, float(sims.max())
+
     def _evaluate_tenant(self, tenant: str, items: list[_Prepared]) -> list[Signal]:
         window_ms = to_ms(self.window_seconds)
         all_keys = list(dict.fromkeys(k for item in items for k in item.band_keys))
@@ -280,42 +315,69 @@ class FloodPlugin:
                 records[pid] = rec
 
         local_buckets: dict[str, list[str]] = {}
-        signals: list[Signal] = []
-        to_put: dict[str, bytes] = {}
+        found: list[tuple[list[tuple[float, str]], float, int, int | None]] = []
+        joins: list[tuple[str, str, float]] = []
+        dirty: set[str] = set()
         bucket_entries: list[tuple[str, str, float]] = []
         for item in items:
             pid = item.post.id
+            known = records.get(pid)
             # A redelivered post keeps the time it was first seen, so its window (and count) stays put.
-            ts_ms = records[pid].ts_ms if pid in records else item.ts_ms
+            ts_ms = known.ts_ms if known is not None else item.ts_ms
             candidates: dict[str, None] = {}
             for key in item.band_keys:
                 candidates.update(dict.fromkeys(members.get(key, ())))
                 candidates.update(dict.fromkeys(local_buckets.get(key, ())))
-            candidates.pop(pid, None)
+            candidates.pop(pid, None)  # never its own duplicate
             ids = [c for c in candidates if c in records and abs(records[c].ts_ms - ts_ms) < window_ms]
-            signals.append(self._signal(item, ids, records))
+            similar, best = self._similar(item.sig, ids, records)
 
-            own = _Record(ts_ms=ts_ms, author=item.post.author, sig=item.sig)
-            if pid not in records:
-                records[pid] = own
+            cluster = known.cluster if known is not None else cluster_id(ts_ms, pid)
+            join: int | None = None
+            if similar and self.chain:
+                # Join the oldest cluster among the neighbours' (and its own, on redelivery), and pull every
+                # neighbour from another cluster into it: the clusters of a campaign merge into one.
+                cluster = min({records[c].cluster for _, c in similar} | {cluster})
+                ckey = self._cluster_key(tenant, cluster)
+                founder = cluster.split(":", 1)[1]
+                for _, c in similar:
+                    if records[c].cluster != cluster or c == founder:
+                        joins.append((ckey, c, records[c].ts_ms / 1000.0))
+                        if records[c].cluster != cluster:
+                            records[c].cluster = cluster
+                            dirty.add(c)
+                join = len(joins)
+                joins.append((ckey, pid, ts_ms / 1000.0))
+            found.append((similar, best, len(ids), join))
+
+            if known is None:
                 for key in item.band_keys:
                     local_buckets.setdefault(key, []).append(pid)
-            to_put[self._record_key(tenant, pid)] = _encode_record(records[pid])
-            bucket_entries.extend((key, pid, records[pid].ts_ms / 1000.0) for key in item.band_keys)
+                bucket_entries.extend((key, pid, ts_ms / 1000.0) for key in item.band_keys)
+            records[pid] = _Record(ts_ms=ts_ms, author=item.post.author, sig=item.sig, cluster=cluster)
+            dirty.add(pid)
 
-        self.store.records_put(to_put, 2.0 * self.window_seconds)
+        # Counted in one call, in stream order, so posts of this batch count the earlier ones of this batch.
+        counts = self.store.window_add(joins, self.window_seconds)
+        self.store.records_put(
+            {self._record_key(tenant, pid): _encode_record(records[pid]) for pid in dirty}, 2.0 * self.window_seconds
+        )
         self.store.buckets_add(bucket_entries, self.window_seconds)
-        return signals
+        return [
+            self._signal(item, similar, best, n, counts[join] if join is not None else 1, records)
+            for item, (similar, best, n, join) in zip(items, found, strict=True)
+        ]
 
-    def _signal(self, item: _Prepared, ids: list[str], records: Mapping[str, _Record]) -> Signal:
-        if ids:
-            matrix = np.stack([records[c].sig for c in ids])
-            sims = (matrix == item.sig[None, :]).mean(axis=1)
-        else:
-            sims = np.empty(0)
-        similar = [(float(s), c) for s, c in zip(sims, ids, strict=True) if s >= self.similarity]
-        similar.sort(key=lambda sc: (-sc[0], -records[sc[1]].ts_ms))
-        cluster = 1 + len(similar)
+    def _signal(
+        self,
+        item: _Prepared,
+        similar: list[tuple[float, str]],
+        best: float,
+        candidates: int,
+        chained: int,
+        records: Mapping[str, _Record],
+    ) -> Signal:
+        cluster = max(1 + len(similar), chained)
         authors = {records[c].author for _, c in similar} | {item.post.author}
         authors.discard(None)
         if cluster >= self.min_cluster:
@@ -332,9 +394,10 @@ class FloodPlugin:
             label=label,
             details={
                 "cluster_size": cluster,
+                "similar_posts": len(similar),
                 "distinct_authors": len(authors),
-                "max_similarity": round(max((s for s, _ in similar), default=float(sims.max(initial=0.0))), 4),
-                "candidates": len(ids),
+                "max_similarity": round(best, 4),
+                "candidates": candidates,
                 "shingles": item.shingles,
             },
             evidence={

@@ -7,7 +7,7 @@ weighted sum of the strengths, capped at 1:
     blocked_domain   1 when any link's host is (a subdomain of) `blocked_domains`      1.00
     shorteners       links to URL shorteners / 2, at most 1                           0.40
     links            max(link density / 0.5, (links - 1) / 4), at most 1              0.30
-    repetition       share of repeated word 3-grams / 0.6, at most 1                   0.40
+    repetition       share of repeated word 3-grams / 0.5, at most 1                   0.45
     char_runs        (longest run of one character - 3) / 5, in [0, 1]                 0.15
     shouting         (uppercase share of cased letters - 0.4) / 0.4, in [0, 1]         0.25
     invisible        invisible characters / 3, at most 1                              0.50
@@ -49,7 +49,7 @@ WEIGHTS: Mapping[str, float] = {
     "blocked_domain": 1.0,
     "shorteners": 0.4,
     "links": 0.3,
-    "repetition": 0.4,
+    "repetition": 0.45,
     "char_runs": 0.15,
     "shouting": 0.25,
     "invisible": 0.5,
@@ -256,7 +256,7 @@ class SpamPlugin:
             "blocked_domain": 1.0 if blocked else 0.0,
             "shorteners": _clamp(len(shortened) / 2),
             "links": _clamp(max(density / 0.5, (len(links) - 1) / 4)) if links else 0.0,
-            "repetition": _clamp(repeated / 0.6),
+            "repetition": _clamp(repeated / 0.5),
             "char_runs": _clamp((longest_run - 3) / 5),
             "shouting": _clamp((upper_ratio - 0.4) / 0.4) if cased >= MIN_CASED_LETTERS else 0.0,
             "invisible": _clamp(len(invisible) / 3),

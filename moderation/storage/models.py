@@ -109,3 +109,106 @@ class SignalRow(Base):
     evidence: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
 
     __table_args__ = (Index("ix_signals_plugin_label", "plugin", "label"),)
+
+
+# ---- review: users, roles per tenant, credentials, and the append-only event log -----------------------
+
+ROLES = ("viewer", "moderator", "admin")
+DECISIONS = ("confirm", "overturn", "escalate")
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    # argon2id; never the password itself.
+    password_hash: Mapped[str] = mapped_column(String(256))
+    disabled: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class MembershipRow(Base):
+    """A user's role in one tenant: they see and act on that tenant's posts only."""
+
+    __tablename__ = "memberships"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+
+    __table_args__ = (CheckConstraint(f"role IN {ROLES!r}", name="role_known"),)
+
+
+class ApiTokenRow(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    # sha256 of the token: a stolen database does not yield usable tokens (tokens are long and random,
+    # so a fast hash is enough; passwords get argon2).
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked: Mapped[bool] = mapped_column(Boolean, server_default="false")
+
+
+class SessionRow(Base):
+    """A logged-in browser: the cookie holds a random id; only its hash is stored, with the CSRF token."""
+
+    __tablename__ = "sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReviewLeaseRow(Base):
+    """Who is reviewing a post right now; a lease expires, so an abandoned claim frees itself."""
+
+    __tablename__ = "review_leases"
+
+    tenant: Mapped[str] = mapped_column(String(128), primary_key=True)
+    post_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant", "post_id"], ["posts.tenant", "posts.post_id"], name="fk_review_leases_post", ondelete="CASCADE"
+        ),
+    )
+
+
+class ReviewEventRow(Base):
+    """Append-only history of a post's review: claims, releases and decisions, with who and when.
+
+    A post's review state is derived from its events (the latest decision wins); nothing is updated in place.
+    """
+
+    __tablename__ = "review_events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(128))
+    post_id: Mapped[str] = mapped_column(String(256))
+    kind: Mapped[str] = mapped_column(String(16))  # claimed | released | decided
+    decision: Mapped[str | None] = mapped_column(String(16))  # confirm | overturn | escalate
+    action: Mapped[str | None] = mapped_column(String(16))  # the action the decision sets
+    reason: Mapped[str | None] = mapped_column(Text)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    username: Mapped[str] = mapped_column(String(64))  # kept even if the user is deleted
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant", "post_id"], ["posts.tenant", "posts.post_id"], name="fk_review_events_post", ondelete="CASCADE"
+        ),
+        CheckConstraint("kind IN ('claimed', 'released', 'decided')", name="kind_known"),
+        CheckConstraint(f"decision IS NULL OR decision IN {DECISIONS!r}", name="decision_known"),
+        CheckConstraint(f"action IS NULL OR action IN {ACTIONS!r}", name="action_known"),
+        Index("ix_review_events_tenant_post_id_at", "tenant", "post_id", "at"),
+        Index("ix_review_events_tenant_at", "tenant", "at"),
+    )

@@ -42,7 +42,7 @@ def db(database_url: str) -> Iterator[Engine]:
 
 def test_migrations_go_up_and_down_and_match_the_models(database_url: str) -> None:
     migrate.upgrade(database_url)
-    assert migrate.current_revision(database_url) == "0001_pipeline"
+    assert migrate.current_revision(database_url) == "0002_review"
     engine = make_engine(database_url, 1)
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
@@ -53,7 +53,7 @@ def test_migrations_go_up_and_down_and_match_the_models(database_url: str) -> No
     with engine.connect() as conn:
         assert set(inspect(conn).get_table_names()) <= {"alembic_version"}
     migrate.upgrade(database_url)
-    assert migrate.current_revision(database_url) == "0001_pipeline"
+    assert migrate.current_revision(database_url) == "0002_review"
     engine.dispose()
 
 

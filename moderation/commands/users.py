@@ -1,0 +1,90 @@
+"""`moderation users`: manage moderators — accounts, roles per tenant (viewer, moderator, admin), API tokens.
+
+Passwords are read from a prompt or stdin (never from the command line, where `ps` would show them);
+a new API token is printed once and stored only hashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("users", help="manage moderators, roles and API tokens", description=__doc__)
+    us = p.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    add = us.add_parser("add", help="create a user (password from a prompt, or stdin with --password-stdin)")
+    add.add_argument("username")
+    add.add_argument("--password-stdin", action="store_true")
+    grant = us.add_parser("grant", help="give a user a role in a tenant")
+    grant.add_argument("username")
+    grant.add_argument("tenant")
+    grant.add_argument("role", choices=["viewer", "moderator", "admin"])
+    revoke = us.add_parser("revoke", help="remove a user's role in a tenant")
+    revoke.add_argument("username")
+    revoke.add_argument("tenant")
+    token = us.add_parser("token", help="create an API token (printed once)")
+    token.add_argument("username")
+    token.add_argument("--name", default="cli")
+    for name in ("disable", "enable"):
+        us.add_parser(name, help=f"{name} a user (disabling ends their sessions)").add_argument("username")
+    pw = us.add_parser("password", help="set a new password (ends the user's sessions)")
+    pw.add_argument("username")
+    pw.add_argument("--password-stdin", action="store_true")
+    us.add_parser("list", help="users and their roles")
+    p.set_defaults(func=run)
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise SystemExit("moderation: the passwords differ")
+    return first
+
+
+def run(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from moderation.endpoints import Endpoints
+    from moderation.review import auth
+    from moderation.storage.database import make_engine
+    from moderation.storage.models import MembershipRow, UserRow
+
+    engine = make_engine(Endpoints.from_env().database_url, 1)
+    cmd = args.users_command
+    try:
+        with engine.begin() as conn:
+            if cmd == "add":
+                auth.create_user(conn, args.username, _password(args))
+                print(f"created {args.username}; give them a role: moderation users grant {args.username} TENANT ROLE")
+            elif cmd == "grant":
+                auth.grant(conn, args.username, args.tenant, args.role)
+                print(f"{args.username} is {args.role} in {args.tenant}")
+            elif cmd == "revoke":
+                auth.revoke(conn, args.username, args.tenant)
+            elif cmd == "token":
+                print(auth.create_token(conn, args.username, args.name))
+            elif cmd in ("disable", "enable"):
+                auth.set_disabled(conn, args.username, cmd == "disable")
+            elif cmd == "password":
+                auth.set_password(conn, args.username, _password(args))
+            elif cmd == "list":
+                users = conn.execute(
+                    select(UserRow.id, UserRow.username, UserRow.disabled).order_by(UserRow.username)
+                ).all()
+                for u in users:
+                    roles = conn.execute(
+                        select(MembershipRow.tenant, MembershipRow.role).where(MembershipRow.user_id == u.id)
+                    ).all()
+                    shown = ", ".join(f"{t}:{r}" for t, r in roles) or "(no roles)"
+                    print(f"{u.username}{' (disabled)' if u.disabled else ''}  {shown}")
+    except auth.AuthError as exc:
+        print(f"moderation: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    return 0
