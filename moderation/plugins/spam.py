@@ -142,11 +142,28 @@ def domain_matches(host: str, domains: frozenset[str]) -> bool:
     return any(".".join(parts[i:]) in domains for i in range(1, len(parts)))
 
 
-def find_links(text: str) -> list[Link]:
-    """Every URL or bare domain in the text, trailing sentence punctuation excluded from its span."""
+def domains_pattern(domains: Iterable[str]) -> re.Pattern[str] | None:
+    """A pattern for bare mentions of these domains (and their subdomains), whatever their TLD: an operator's
+    blocked "evil.example" must be found even though ".example" is not in the bare-domain TLD list."""
+    listed = sorted({d for d in domains if d}, key=len, reverse=True)
+    if not listed:
+        return None
+    names = "|".join(re.escape(d) for d in listed)
+    return re.compile(
+        rf"(?<![\w@.-])(?:[a-z0-9-]+\.)*(?:{names})(?![\w-])(?:[/?#][^\s<>\"'`]*)?",
+        re.IGNORECASE,
+    )
+
+
+def find_links(text: str, extra: re.Pattern[str] | None = None) -> list[Link]:
+    """Every URL or bare domain in the text (and every match of `extra`), in order, trailing sentence punctuation
+    excluded from its span."""
+    spans = [m.span() for m in _URL.finditer(text)]
+    if extra is not None:
+        spans.extend(m.span() for m in extra.finditer(text) if not any(a <= m.start() < b for a, b in spans))
+        spans.sort()
     links = []
-    for m in _URL.finditer(text):
-        start, end = m.span()
+    for start, end in spans:
         while end > start and text[end - 1] in _TRAILING:
             # Keep a closing parenthesis that closes one inside the URL (Wikipedia-style links).
             if text[end - 1] == ")" and text[start:end].count("(") >= text[start:end].count(")"):
@@ -218,6 +235,7 @@ class SpamPlugin:
         if not isinstance(block, bool):
             raise ConfigError(f"plugins.spam.block_on_blocked_domain: expected true or false, got {block!r}")
         self.block_on_blocked_domain = block
+        self._configured = domains_pattern(self.blocked_domains | (self.shorteners - SHORTENERS))
 
     def evaluate(self, posts: Sequence[Post]) -> list[list[Signal]]:
         out = []
@@ -234,7 +252,7 @@ class SpamPlugin:
         return Signal(plugin=self.name, version=self.version, score=None, abstained=True, reason=reason)
 
     def score_text(self, text: str) -> Signal:
-        links = find_links(text)
+        links = find_links(text, self._configured)
         prose = _mask(text, ((link.start, link.end) for link in links))
         if not links and not any(c.isalpha() for c in prose):
             return self._abstain("empty")

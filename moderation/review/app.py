@@ -49,6 +49,47 @@ class LoginIn(BaseModel):
     password: str
 
 
+@contextmanager
+def _transaction(request: Request) -> Iterator[Connection]:
+    with request.app.state.db.begin() as conn:
+        yield conn
+
+
+def current(request: Request) -> Principal:
+    """The caller: from a bearer token, else from the session cookie; anonymous callers are refused."""
+    header = request.headers.get("authorization", "")
+    with _transaction(request) as conn:
+        if header.lower().startswith("bearer "):
+            who = auth.principal_from_token(conn, header[7:].strip())
+        elif request.cookies.get(SESSION_COOKIE):
+            who = auth.principal_from_session(conn, request.cookies[SESSION_COOKIE])
+        else:
+            who = None
+    if who is None:
+        if request.url.path.startswith("/api/") or request.url.path == "/openapi.json":
+            raise HTTPException(401, "log in or send a bearer token", headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(303, headers={"Location": "/login"})
+    return who
+
+
+async def checked(request: Request, who: Annotated[Principal, Depends(current)]) -> Principal:
+    """For unsafe methods with a session cookie: the CSRF token must come back (a bearer token is exempt)."""
+    if who.csrf_token is not None:
+        presented = request.headers.get("x-csrf-token")
+        if presented is None and request.headers.get("content-type", "").startswith(
+            ("application/x-www-form-urlencoded", "multipart/form-data")
+        ):
+            field = (await request.form()).get("csrf_token")
+            presented = field if isinstance(field, str) else None
+        if not auth.csrf_ok(who, presented):
+            raise HTTPException(403, "missing or wrong CSRF token")
+    return who
+
+
+Who = Annotated[Principal, Depends(current)]
+Acting = Annotated[Principal, Depends(checked)]
+
+
 def create_app(db: Engine, settings: ReviewSettings | None = None) -> FastAPI:
     settings = settings or ReviewSettings()
     app = FastAPI(
@@ -59,41 +100,12 @@ def create_app(db: Engine, settings: ReviewSettings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    app.state.db = db
 
     @contextmanager
     def transaction() -> Iterator[Connection]:
         with db.begin() as conn:
             yield conn
-
-    def current(request: Request) -> Principal:
-        header = request.headers.get("authorization", "")
-        with transaction() as conn:
-            if header.lower().startswith("bearer "):
-                who = auth.principal_from_token(conn, header[7:].strip())
-            elif request.cookies.get(SESSION_COOKIE):
-                who = auth.principal_from_session(conn, request.cookies[SESSION_COOKIE])
-            else:
-                who = None
-        if who is None:
-            if request.url.path.startswith("/api/") or request.url.path == "/openapi.json":
-                raise HTTPException(401, "log in or send a bearer token", headers={"WWW-Authenticate": "Bearer"})
-            raise HTTPException(303, headers={"Location": "/login"})
-        return who
-
-    async def checked(request: Request, who: Annotated[Principal, Depends(current)]) -> Principal:
-        """For unsafe methods with a session cookie: the CSRF token must come back (a bearer token is exempt)."""
-        if who.csrf_token is not None:
-            presented = request.headers.get("x-csrf-token")
-            if presented is None and request.headers.get("content-type", "").startswith(
-                ("application/x-www-form-urlencoded", "multipart/form-data")
-            ):
-                presented = (await request.form()).get("csrf_token")  # type: ignore[assignment]
-            if not auth.csrf_ok(who, presented if isinstance(presented, str) else None):
-                raise HTTPException(403, "missing or wrong CSRF token")
-        return who
-
-    Who = Annotated[Principal, Depends(current)]
-    Acting = Annotated[Principal, Depends(checked)]
 
     @app.exception_handler(service.NotFound)
     async def _not_found(_: Request, exc: service.NotFound) -> JSONResponse:

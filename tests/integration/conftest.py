@@ -36,8 +36,10 @@ def pipeline_config(**pipeline: Any) -> str:
     lines = [f"{k} = {v!r}".replace("'", '"') for k, v in values.items()]
     # Order-independent plugins only: posts reach the workers in partition-interleaved order, while `scan`
     # reads them in file order, and the stream-wide plugins (flood, rate) legitimately depend on order.
-    base = default_config_path().read_text(encoding="utf-8").replace(
-        'enabled = ["watermark", "spam", "flood", "rate"]', 'enabled = ["watermark", "spam"]'
+    base = (
+        default_config_path()
+        .read_text(encoding="utf-8")
+        .replace('enabled = ["watermark", "spam", "flood", "rate"]', 'enabled = ["watermark", "spam"]')
     )
     return base + "\n[pipeline]\n" + "\n".join(lines) + "\n"
 

@@ -72,10 +72,18 @@ def test_bad_policy_fails_at_start_naming_the_field(raw: dict[str, object], mess
 
 def test_engine_runs_each_tenants_plugins() -> None:
     settings = parse_settings(
-        {"plugins": {"enabled": ["spam"], "tenants": {"strict": {"enabled": ["spam", "rate"], "rate": {"max_posts": 1}}}}}
+        {
+            "plugins": {
+                "enabled": ["spam"],
+                "tenants": {"strict": {"enabled": ["spam", "rate"], "rate": {"max_posts": 1}}},
+            }
+        }
     )
     engine = Engine(settings)
-    posts = [Post(id=str(i), text="hello there friends", tenant=t, author="a") for i, t in enumerate(["acme", "strict", "strict"])]
+    posts = [
+        Post(id=str(i), text="hello there friends", tenant=t, author="a")
+        for i, t in enumerate(["acme", "strict", "strict"])
+    ]
     signals = engine.signals(posts)
     assert [s.plugin for s in signals[0]] == ["spam"]
     assert [s.plugin for s in signals[1]] == ["spam", "rate"]

@@ -1,41 +1,133 @@
 from __future__ import annotations
 
-from moderation.plugins.spam import SpamPlugin
-from moderation.signals import Action
-from tests.unit.plugins.conftest import post, settings
+import json
+from typing import Any
+
+import pytest
+
+from moderation.config import parse_settings
+from moderation.errors import ConfigError
+from moderation.plugins.spam import SpamPlugin, find_invisible, find_links, host_of
+from moderation.posts import Post
+from moderation.signals import Action, Signal
 
 
-def one(text: str, **options: object) -> object:
-    return SpamPlugin(settings(), options).evaluate([post(1, text)])[0][0]
+def one(text: str, **options: Any) -> Signal:
+    return SpamPlugin(parse_settings({}), options).evaluate([Post(id="1", text=text)])[0][0]
 
 
-def test_plain_prose_is_clean() -> None:
+def test_plain_prose_and_an_ordinary_link_are_clean() -> None:
     s = one("The meeting moved to Thursday because half the team is travelling; bring the slides.")
-    assert s.label == "clean" and s.score < 0.3 and s.force_action is None  # type: ignore[attr-defined]
+    assert (s.label, s.score, s.force_action, s.evidence) == ("clean", 0.0, None, {})
+    news = one("Interesting read on the housing market: https://www.nytimes.com/2024/05/01/business/housing.html")
+    assert news.label == "clean" and news.score is not None and news.score < 0.2
+    assert news.details["url_count"] == 1 and news.details["shortener_links"] == 0
 
 
-def test_shortened_links_and_shouting_are_spam_with_evidence() -> None:
-    text = "FREE FOLLOWERS NOW!!! CLICK https://bit.ly/x1 AND https://tinyurl.com/y2 BEFORE IT ENDS"
+def test_shortened_links_and_shouting_are_spam_with_url_spans() -> None:
+    text = "FREE FOLLOWERS NOW!!! CLICK https://bit.ly/x1 AND https://tinyurl.com/y2. BEFORE IT ENDS"
     s = one(text)
-    assert s.label == "spam"  # type: ignore[attr-defined]
-    assert s.details["shorteners"] == 2 and s.details["uppercase_share"] > 0.9  # type: ignore[attr-defined]
-    start, end = s.evidence["urls"][0]  # type: ignore[attr-defined]
-    assert text[start:end] == "https://bit.ly/x1"
+    assert s.label == "spam" and s.score is not None and s.score >= 0.7
+    assert s.details["shortener_links"] == 2 and s.details["url_count"] == 2
+    assert s.details["uppercase_ratio"] == 1.0
+    spans = s.evidence["urls"]
+    assert [text[a:b] for a, b, _ in spans] == ["https://bit.ly/x1", "https://tinyurl.com/y2"]  # "." left out
+    assert [host for _, _, host in spans] == ["bit.ly", "tinyurl.com"]
+
+
+def test_one_shortened_link_alone_is_suspicious_but_not_spam() -> None:
+    plain = one("My new blog post about sourdough is up, have a look")
+    short = one("My new blog post about sourdough is up: bit.ly/3xYzAbc")
+    assert short.details["shortener_links"] == 1
+    assert short.label == "clean" and short.score is not None and plain.score is not None
+    assert short.score > plain.score
+
+
+def test_repetition_alone_is_not_enough_but_with_a_shortener_it_is() -> None:
+    alone = one("buy now " * 20)
+    assert alone.details["repeated_trigram_ratio"] > 0.9 and alone.label == "clean"
+    assert one("buy now " * 10 + "bit.ly/deal").label == "spam"
 
 
 def test_blocked_domain_forces_block_unless_turned_off() -> None:
-    text = "see www.malware.example/free for details"
-    assert one(text, blocked_domains=["malware.example"]).force_action == Action.BLOCK  # type: ignore[attr-defined]
-    s = one(text, blocked_domains=["malware.example"], block_on_blocked_domain=False)
-    assert s.force_action is None and s.details["blocked_domains"] == ["malware.example"]  # type: ignore[attr-defined]
+    text = "see www.evil.malware.example/free for details"
+    blocked = one(text, blocked_domains=["https://Malware.example"])
+    assert blocked.force_action == Action.BLOCK and blocked.score == 1.0 and blocked.label == "spam"
+    assert blocked.evidence["blocked_domains"] == ["evil.malware.example"]
+    softer = one(text, blocked_domains=["malware.example"], block_on_blocked_domain=False)
+    assert softer.force_action is None and softer.details["blocked_domain_links"] == 1
+    # A domain that merely ends with the same letters is not a subdomain.
+    assert one("see notmalware.example.com today", blocked_domains=["malware.example"]).force_action is None
 
 
-def test_repetition_and_invisible_characters_count() -> None:
-    assert one("buy now " * 20).details["repeated_trigram_share"] > 0.8  # type: ignore[attr-defined]
-    s = one("hel\u200blo wo\u200brld fr\u200bee")
-    assert s.details["invisible_chars"] == 3 and len(s.evidence["invisible"]) == 3  # type: ignore[attr-defined]
+def test_invisible_characters_are_counted_with_spans_except_legitimate_ones() -> None:
+    text = "fr\u200bee mo\u200bney cl\u200bick here"
+    s = one(text)
+    assert s.details["invisible_chars"] == 3 and s.label == "spam"
+    assert [(a, b, cp) for a, b, cp in s.evidence["invisible"]] == [
+        (2, 3, "U+200B"),
+        (8, 9, "U+200B"),
+        (15, 16, "U+200B"),
+    ]
+    assert find_invisible("Family night \U0001f468\u200d\U0001f469\u200d\U0001f467 with the kids") == []  # emoji ZWJ
+    assert find_invisible("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645") == []  # Persian ZWNJ
+    assert find_invisible("\ufeffHello") == []  # a leading byte-order mark
+    assert find_invisible("abc\u202edcba") == [3]  # a right-to-left override is always counted
+    assert find_invisible("pay\u200dpal") == [3]  # a joiner between Latin letters splits a word
 
 
-def test_nothing_to_judge_abstains() -> None:
-    s = one("🙂 123 !!!")
-    assert s.abstained and s.reason == "empty" and s.score is None  # type: ignore[attr-defined]
+def test_shouting_needs_enough_letters_and_is_not_spam_alone() -> None:
+    loud = one("THIS IS ABSOLUTELY OUTRAGEOUS AND EVERYONE SHOULD KNOW ABOUT IT")
+    assert loud.details["uppercase_ratio"] == 1.0 and loud.score == 0.25 and loud.label == "clean"
+    assert one("LOL OK").score == 0.0
+    assert one("THIS IS ABSOLUTELY OUTRAGEOUS AND EVERYONE SHOULD KNOW", threshold=0.2).label == "spam"
+
+
+def test_character_runs() -> None:
+    s = one("sooooooo goooooood!!!!!!!!")
+    assert s.details["longest_char_run"] == 8
+    assert one("The prize is 1000000 dollars").details["longest_char_run"] == 0  # digits are not runs
+
+
+def test_link_finding() -> None:
+    text = "mail bob@example.com, e.g. (see file.txt) or (https://en.wikipedia.org/wiki/Python_(language))."
+    links = find_links(text)
+    assert [text[link.start : link.end] for link in links] == ["https://en.wikipedia.org/wiki/Python_(language)"]
+    assert host_of("https://user@WWW.Bit.ly:8080/x?y") == "bit.ly"
+    assert [link.host for link in find_links("go to t.co/abc or is.gd/x now")] == ["t.co", "is.gd"]
+
+
+def test_extra_shorteners_option() -> None:
+    assert one("go to sho.rt.example/x", extra_shorteners=["rt.example"]).details["shortener_links"] == 1
+
+
+def test_nothing_to_judge_abstains_but_a_bare_link_does_not() -> None:
+    for text in ["\U0001f642 123 !!!", "", "   "]:
+        s = one(text)
+        assert s.abstained and s.reason == "empty" and s.score is None and s.label is None
+    assert not one("https://bit.ly/x").abstained
+
+
+def test_one_signal_per_post_in_order_and_json_safe() -> None:
+    plugin = SpamPlugin(parse_settings({}), {"blocked_domains": ["bad.example"]})
+    posts = [Post(id=str(i), text=t) for i, t in enumerate(["hello there friend", "", "x bad.example y", "ok"])]
+    out = plugin.evaluate(posts)
+    assert [len(signals) for signals in out] == [1, 1, 1, 1]
+    assert [s[0].label for s in out] == ["clean", None, "spam", "clean"]
+    for signals in out:
+        json.dumps(signals[0].to_json())
+        assert all(isinstance(v, int | float) for v in signals[0].details.values())
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"threshold": 2}, "threshold"),
+        ({"threshold": "high"}, "threshold"),
+        ({"blocked_domains": "evil.com"}, "blocked_domains"),
+        ({"block_on_blocked_domain": "yes"}, "block_on_blocked_domain"),
+    ],
+)
+def test_bad_options_fail_at_start(options: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigError, match=f"plugins.spam.{field}"):
+        SpamPlugin(parse_settings({}), options)

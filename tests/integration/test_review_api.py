@@ -1,0 +1,266 @@
+"""The review API against a real PostgreSQL: anonymous access refused route by route, tenant isolation
+route by route, roles, leases, decisions as events, bulk decisions, CSV export, CSRF, and no secrets out."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from moderation.config import load_settings
+from moderation.endpoints import DEFAULT_DATABASE_URL
+from moderation.engine import Engine as ModerationEngine
+from moderation.posts import Post
+from moderation.review import auth
+from moderation.review.app import create_app
+from moderation.review.settings import ReviewSettings
+from moderation.storage import migrate
+from moderation.storage.database import create_database_if_missing, drop_database, make_engine
+from moderation.storage.writes import store_batch
+from moderation.synthetic import human_posts, watermarked_post
+
+pytestmark = pytest.mark.integration
+PASSWORD = "correct horse battery"
+USERS = {  # username: {tenant: role}
+    "alice": {"acme": "moderator"},
+    "carol": {"acme": "moderator"},
+    "vic": {"acme": "viewer"},
+    "ada": {"acme": "admin"},
+    "bob": {"globex": "moderator"},
+}
+
+
+@pytest.fixture(scope="module")
+def seeded() -> Iterator[tuple[Engine, dict[str, str]]]:
+    """A migrated database with flagged and clean posts in two tenants, users, and one API token each."""
+    url = DEFAULT_DATABASE_URL.rsplit("/", 1)[0] + f"/moderation_review_{uuid.uuid4().hex[:8]}"
+    create_database_if_missing(url)
+    migrate.upgrade(url)
+    db = make_engine(url, 4)
+    settings = load_settings()
+    scheme = settings.watermark.schemes[0]
+    posts = []
+    for tenant in ("acme", "globex"):
+        posts += [
+            Post(id=f"wm{i}", text=watermarked_post(120, scheme, seed=50 + i), tenant=tenant, author="writer")
+            for i in range(4)
+        ]
+        posts += [Post(id=f"h{i}", text=t, tenant=tenant, author="human") for i, t in enumerate(human_posts(3, seed=8))]
+    verdicts = ModerationEngine(settings).moderate(posts)
+    assert sum(v.action.value == "review" for v in verdicts) == 8
+    tokens = {}
+    with db.begin() as conn:
+        store_batch(conn, posts, verdicts)
+        for name, roles in USERS.items():
+            auth.create_user(conn, name, PASSWORD)
+            for tenant, role in roles.items():
+                auth.grant(conn, name, tenant, role)
+            tokens[name] = auth.create_token(conn, name, "tests")
+    yield db, tokens
+    db.dispose()
+    drop_database(url)
+
+
+@pytest.fixture
+def client(seeded: tuple[Engine, dict[str, str]]) -> TestClient:
+    return TestClient(create_app(seeded[0], ReviewSettings(lease_seconds=2)))
+
+
+def as_user(client: TestClient, tokens: dict[str, str], name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens[name]}"}
+
+
+def concrete(path: str, tenant: str = "acme", post_id: str = "wm0") -> str:
+    return path.replace("{tenant}", tenant).replace("{post_id}", post_id)
+
+
+OPEN = {"/health", "/metrics", "/login", "/api/login"}
+
+
+def test_every_route_but_login_health_and_metrics_refuses_anonymous_access(client: TestClient) -> None:
+    checked = 0
+    for route in client.app.routes:  # type: ignore[attr-defined]
+        path, methods = getattr(route, "path", None), getattr(route, "methods", None) or set()
+        if path is None or path in OPEN:
+            continue
+        for method in methods - {"HEAD"}:
+            response = client.request(method, concrete(path), follow_redirects=False)
+            if path.startswith("/api/") or path == "/openapi.json":
+                assert response.status_code == 401, (method, path)
+            else:
+                assert response.status_code == 303 and response.headers["location"] == "/login", (method, path)
+            checked += 1
+    assert checked >= 15
+    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/metrics").status_code == 200
+
+
+def test_a_user_of_one_tenant_can_never_reach_another_tenants_posts(
+    client: TestClient, seeded: tuple[Engine, dict[str, str]]
+) -> None:
+    h = as_user(client, seeded[1], "bob")  # globex only
+    attempts = [
+        ("GET", "/api/posts/acme/wm0", None),
+        ("POST", "/api/posts/acme/wm0/claim", None),
+        ("POST", "/api/posts/acme/wm0/release", None),
+        ("POST", "/api/posts/acme/wm0/decision", {"decision": "overturn", "reason": "x"}),
+        (
+            "POST",
+            "/api/decisions/bulk",
+            {"tenant": "acme", "ids": ["wm0"], "decision": "overturn", "reason": "x", "dry_run": False},
+        ),
+        ("GET", "/api/queue?tenant=acme", None),
+        ("GET", "/api/decisions.csv?tenant=acme", None),
+        ("GET", "/posts/acme/wm0", None),
+        ("POST", "/posts/acme/wm0/claim", None),
+        ("POST", "/posts/acme/wm0/decide", None),
+    ]
+    for method, path, body in attempts:
+        if path.endswith("/decide"):
+            response = client.post(path, headers=h, data={"decision": "overturn", "reason": "x"})
+        else:
+            response = client.request(method, path, headers=h, json=body)
+        assert response.status_code == 404, (method, path, response.text)
+    bulk_form = client.post(
+        "/bulk", headers=h, data={"tenant": "acme", "ids": ["wm0"], "decision": "overturn", "reason": "x"}
+    )
+    assert bulk_form.status_code == 404
+    own = client.get("/api/queue", headers=h).json()
+    assert own and {item["tenant"] for item in own} == {"globex"}
+    assert all(
+        row["tenant"] == "globex"
+        for row in csv.DictReader(io.StringIO(client.get("/api/decisions.csv", headers=h).text))
+    )
+    # Nothing about acme changed.
+    alice = as_user(client, seeded[1], "alice")
+    assert client.get("/api/posts/acme/wm0", headers=alice).json()["review_state"] == "pending"
+
+
+def test_queue_orders_filters_and_explains(client: TestClient, seeded: tuple[Engine, dict[str, str]]) -> None:
+    h = as_user(client, seeded[1], "vic")
+    queue = client.get("/api/queue", headers=h).json()
+    assert {i["id"] for i in queue} >= {"wm1", "wm2", "wm3"} and all(i["tenant"] == "acme" for i in queue)
+    assert client.get("/api/queue?plugin=spam", headers=h).json() == []
+    assert client.get("/api/queue?min_score=0.99&max_score=1", headers=h).json() == []  # review scores are 0.6
+    assert len(client.get("/api/queue?author=writer&plugin=watermark", headers=h).json()) >= 3
+    post = client.get("/api/posts/acme/wm1", headers=h).json()
+    wm = next(s for s in post["signals"] if s["plugin"] == "watermark")
+    assert wm["evidence"]["tokens"] and "green list" in wm["explanation"]
+    assert {p["id"] for p in post["author_posts"]} >= {"wm2", "wm3"}
+    assert "15485863" not in client.get("/api/posts/acme/wm1", headers=h).text  # the hashing key never leaves
+
+
+def test_roles_leases_and_decisions(client: TestClient, seeded: tuple[Engine, dict[str, str]]) -> None:
+    tokens = seeded[1]
+    alice, carol, vic, ada = (as_user(client, tokens, n) for n in ("alice", "carol", "vic", "ada"))
+    assert client.post("/api/posts/acme/wm1/claim", headers=vic).status_code == 403  # viewers only look
+    assert client.post("/api/posts/acme/wm1/claim", headers=alice).json()["claimed_by"] == "alice"
+    assert client.post("/api/posts/acme/wm1/claim", headers=carol).status_code == 409
+    assert (
+        client.post(
+            "/api/posts/acme/wm1/decision", headers=carol, json={"decision": "overturn", "reason": "no"}
+        ).status_code
+        == 409
+    )
+    missing_reason = client.post(
+        "/api/posts/acme/wm1/decision", headers=alice, json={"decision": "confirm", "reason": ""}
+    )
+    assert missing_reason.status_code == 422
+    decided = client.post(
+        "/api/posts/acme/wm1/decision",
+        headers=alice,
+        json={"decision": "confirm", "action": "quarantine", "reason": "bot text"},
+    ).json()
+    assert (decided["review_state"], decided["effective_action"], decided["claimed_by"]) == (
+        "decided",
+        "quarantine",
+        None,
+    )
+    assert "wm1" not in {i["id"] for i in client.get("/api/queue", headers=alice).json()}
+
+    # Leases expire: carol's claim on wm2 lapses and alice can take it.
+    assert client.post("/api/posts/acme/wm2/claim", headers=carol).status_code == 200
+    time.sleep(2.2)
+    assert client.post("/api/posts/acme/wm2/claim", headers=alice).status_code == 200
+    # Escalated posts come first and only an admin decides them.
+    client.post("/api/posts/acme/wm2/decision", headers=alice, json={"decision": "escalate", "reason": "unsure"})
+    assert client.get("/api/queue", headers=alice).json()[0]["id"] == "wm2"
+    assert (
+        client.post(
+            "/api/posts/acme/wm2/decision", headers=alice, json={"decision": "overturn", "reason": "x"}
+        ).status_code
+        == 403
+    )
+    final = client.post(
+        "/api/posts/acme/wm2/decision", headers=ada, json={"decision": "overturn", "reason": "quoted text"}
+    )
+    assert final.json()["effective_action"] == "allow"
+    history = client.get("/api/posts/acme/wm2", headers=vic).json()["events"]
+    assert [e["kind"] for e in history] == ["claimed", "claimed", "decided", "decided"]
+    assert [e["username"] for e in history] == ["carol", "alice", "alice", "ada"]
+    assert [e["decision"] for e in history if e["decision"]] == ["escalate", "overturn"]
+
+
+def test_a_decision_outranks_a_later_delivery_of_the_same_post(
+    client: TestClient, seeded: tuple[Engine, dict[str, str]]
+) -> None:
+    db, tokens = seeded
+    bob = as_user(client, tokens, "bob")
+    client.post("/api/posts/globex/wm3/decision", headers=bob, json={"decision": "overturn", "reason": "satire"})
+    settings = load_settings()
+    again = Post(
+        id="wm3", text=watermarked_post(120, settings.watermark.schemes[0], seed=53), tenant="globex", author="writer"
+    )
+    with db.begin() as conn:
+        assert not store_batch(conn, [again], ModerationEngine(settings).moderate([again])).inserted
+    post = client.get("/api/posts/globex/wm3", headers=bob).json()
+    assert (post["action"], post["effective_action"], post["review_state"]) == ("review", "allow", "decided")
+
+
+def test_bulk_decisions_show_the_count_first_and_export_lists_them(
+    client: TestClient, seeded: tuple[Engine, dict[str, str]]
+) -> None:
+    bob = as_user(client, seeded[1], "bob")
+    body: dict[str, Any] = {
+        "tenant": "globex",
+        "ids": ["wm0", "wm1", "wm2", "h0", "nope"],
+        "decision": "confirm",
+        "reason": "campaign",
+    }
+    preview = client.post("/api/decisions/bulk", headers=bob, json=body).json()
+    assert (preview["count"], preview["applied"]) == (3, False)
+    assert set(preview["skipped"]) == {"h0", "nope"}
+    assert client.get("/api/posts/globex/wm0", headers=bob).json()["review_state"] == "pending"
+    done = client.post("/api/decisions/bulk", headers=bob, json={**body, "dry_run": False}).json()
+    assert (done["count"], done["applied"]) == (3, True)
+    rows = list(csv.DictReader(io.StringIO(client.get("/api/decisions.csv?tenant=globex", headers=bob).text)))
+    assert {r["post_id"] for r in rows if r["reason"] == "campaign"} == {"wm0", "wm1", "wm2"}
+    assert all(r["moderator"] == "bob" and r["action"] == "block" for r in rows if r["reason"] == "campaign")
+
+
+def test_browser_sessions_need_the_csrf_token(client: TestClient) -> None:
+    bad = client.post("/api/login", json={"username": "carol", "password": "wrong password!"})
+    assert bad.status_code == 401
+    login = client.post("/api/login", json={"username": "carol", "password": PASSWORD})
+    csrf = login.json()["csrf_token"]
+    assert client.get("/api/me").json()["username"] == "carol"  # the cookie works for reads
+    assert client.post("/api/posts/acme/wm3/claim").status_code == 403  # but not for writes without the token
+    assert client.post("/api/posts/acme/wm3/claim", headers={"X-CSRF-Token": "forged"}).status_code == 403
+    assert client.post("/api/posts/acme/wm3/claim", headers={"X-CSRF-Token": csrf}).status_code == 200
+    assert PASSWORD not in login.text and "mod_" not in login.text
+    assert client.post("/api/logout", headers={"X-CSRF-Token": csrf}).json() == {"ok": True}
+    assert client.get("/api/me").status_code == 401
+
+
+def test_openapi_document_describes_the_api(client: TestClient, seeded: tuple[Engine, dict[str, str]]) -> None:
+    doc = client.get("/openapi.json", headers=as_user(client, seeded[1], "vic")).json()
+    assert {"/api/queue", "/api/posts/{tenant}/{post_id}/decision", "/api/decisions/bulk", "/api/decisions.csv"} <= set(
+        doc["paths"]
+    )
