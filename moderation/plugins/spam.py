@@ -97,7 +97,7 @@ MIN_TRIGRAMS = 4
 # "e.g." or "file.txt" are not taken for one.
 _TLDS = (
     "com|net|org|info|biz|io|co|ly|gl|gd|me|xyz|top|ru|cn|uk|de|us|tk|ml|ga|cf|gq|cc|ws|link|click|site|online|"
-    "shop|store|live|app|dev|at|in|id|to|tv|su|pw|ae|im|st|in|ink|win|bid|loan|vip|club|icu|buzz|fun|today"
+    "shop|store|live|app|dev|at|in|id|to|tv|su|pw|ae|im|st|ink|win|bid|loan|vip|club|icu|buzz|fun|today"
 )
 _URL = re.compile(
     r"(?:https?://|www\.)[^\s<>\"'`]+"

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine
 
 from moderation.review import auth, service
 from moderation.review.auth import Principal
-from moderation.review.evidence import segments
+from moderation.review.evidence import passages, segments
 from moderation.review.settings import ReviewSettings
 
 SESSION_COOKIE = "moderation_session"
@@ -270,7 +270,7 @@ def create_app(db: Engine, settings: ReviewSettings | None = None) -> FastAPI:
         with transaction() as conn:
             post = service.post_detail(conn, who, tenant, post_id)
         marked = next((s for s in post["signals"] if s["plugin"] == "watermark" and s.get("evidence")), None)
-        parts = segments(post["text"] or "", marked)
+        parts = passages(segments(post["text"] or "", marked))
         return TEMPLATES.TemplateResponse(
             request,
             "post.html",

@@ -31,3 +31,13 @@ def segments(text: str, watermark_signal: dict[str, Any] | None) -> list[dict[st
         passage = w_start is not None and w_end is not None and w_start <= a < w_end
         out.append({"text": text[a:b], "green": green and counted, "scored": inside, "passage": passage})
     return out
+
+
+def passages(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs of segments inside / outside the detected passage, so the page draws ONE box around it."""
+    runs: list[dict[str, Any]] = []
+    for part in parts:
+        if not runs or runs[-1]["passage"] != part["passage"]:
+            runs.append({"passage": part["passage"], "parts": []})
+        runs[-1]["parts"].append(part)
+    return runs

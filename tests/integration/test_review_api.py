@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,57 +14,21 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from moderation.config import load_settings
-from moderation.endpoints import DEFAULT_DATABASE_URL
 from moderation.engine import Engine as ModerationEngine
 from moderation.posts import Post
-from moderation.review import auth
 from moderation.review.app import create_app
 from moderation.review.settings import ReviewSettings
-from moderation.storage import migrate
-from moderation.storage.database import create_database_if_missing, drop_database, make_engine
 from moderation.storage.writes import store_batch
-from moderation.synthetic import human_posts, watermarked_post
+from moderation.synthetic import watermarked_post
+from tests.review_data import PASSWORD, review_database
 
 pytestmark = pytest.mark.integration
-PASSWORD = "correct horse battery"
-USERS = {  # username: {tenant: role}
-    "alice": {"acme": "moderator"},
-    "carol": {"acme": "moderator"},
-    "vic": {"acme": "viewer"},
-    "ada": {"acme": "admin"},
-    "bob": {"globex": "moderator"},
-}
 
 
 @pytest.fixture(scope="module")
 def seeded() -> Iterator[tuple[Engine, dict[str, str]]]:
-    """A migrated database with flagged and clean posts in two tenants, users, and one API token each."""
-    url = DEFAULT_DATABASE_URL.rsplit("/", 1)[0] + f"/moderation_review_{uuid.uuid4().hex[:8]}"
-    create_database_if_missing(url)
-    migrate.upgrade(url)
-    db = make_engine(url, 4)
-    settings = load_settings()
-    scheme = settings.watermark.schemes[0]
-    posts = []
-    for tenant in ("acme", "globex"):
-        posts += [
-            Post(id=f"wm{i}", text=watermarked_post(120, scheme, seed=50 + i), tenant=tenant, author="writer")
-            for i in range(4)
-        ]
-        posts += [Post(id=f"h{i}", text=t, tenant=tenant, author="human") for i, t in enumerate(human_posts(3, seed=8))]
-    verdicts = ModerationEngine(settings).moderate(posts)
-    assert sum(v.action.value == "review" for v in verdicts) == 8
-    tokens = {}
-    with db.begin() as conn:
-        store_batch(conn, posts, verdicts)
-        for name, roles in USERS.items():
-            auth.create_user(conn, name, PASSWORD)
-            for tenant, role in roles.items():
-                auth.grant(conn, name, tenant, role)
-            tokens[name] = auth.create_token(conn, name, "tests")
-    yield db, tokens
-    db.dispose()
-    drop_database(url)
+    with review_database() as (db, tokens):
+        yield db, tokens
 
 
 @pytest.fixture

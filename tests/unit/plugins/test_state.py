@@ -131,7 +131,7 @@ def test_store_from_options() -> None:
     assert isinstance(store_from_options({"state": "memory"}), MemoryStore)
     redis_store = store_from_options({"state": REDIS_URL, "state_prefix": "x:"})  # connects lazily
     assert isinstance(redis_store, RedisStore) and redis_store.prefix == "x:"
-    with pytest.raises(ConfigError, match="plugins.flood.state") as info:
+    with pytest.raises(ConfigError, match=r"plugins\.flood\.state") as info:
         store_from_options({"state": "mysql://user:secret@db"}, "flood")
     assert "secret" not in str(info.value)
     with pytest.raises(ConfigError, match="state_prefix"):
