@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo scan-demo test lint typecheck unit integration bench bench-detector bench-scan eval bench-pipeline clean
+.PHONY: install browser-deps demo scan-demo test lint typecheck unit integration bench bench-detector bench-scan eval bench-pipeline clean
 
 install: $(STAMP)
 
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(BIN)/python -m moderation.demo
+
+# Debian's Chromium for the browser tests (Playwright drives it; no browser download from the web).
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| echo "warning: could not install Debian's chromium; the browser tests will be skipped (they say so)"
 
 scan-demo: install
 	$(BIN)/moderation scan --config moderation/data/demo.toml --input moderation/data/sample_posts.jsonl
@@ -36,7 +41,7 @@ unit: install
 integration: install
 	$(BIN)/pytest tests/integration
 
-test: lint typecheck
+test: lint typecheck browser-deps
 	$(BIN)/pytest tests
 
 bench: bench-detector bench-scan eval

@@ -30,6 +30,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--tenant")
     p.add_argument("--action", choices=[a.value for a in Action])
     p.add_argument("--author")
+    p.add_argument(
+        "--review-state",
+        choices=["pending", "escalated", "decided", "none"],
+        help="pending: waiting for a moderator; decided: a moderator's decision stands; none: never queued",
+    )
     p.add_argument("--since", type=str, help="ISO-8601 time or a span back from now (15m, 2h, 7d)")
     p.add_argument("--limit", type=int, default=100, help="at most this many (0: no limit; default 100)")
     p.add_argument("--format", choices=["table", "jsonl"], default="table")
@@ -37,12 +42,21 @@ def add_parser(sub: Any) -> None:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    header = ("decided_at", "tenant", "id", "author", "action", "score", "signals")
+    header = ("decided_at", "tenant", "id", "author", "action", "review", "score", "signals")
     lines = [header]
     for r in rows:
         sig = ", ".join(f"{s['plugin']}:{'abstained' if s.get('abstained') else s.get('label')}" for s in r["signals"])
         lines.append(
-            (r["decided_at"][:19], r["tenant"], r["id"], r["author"] or "-", r["action"], f"{r['score']:.3f}", sig)
+            (
+                r["decided_at"][:19],
+                r["tenant"],
+                r["id"],
+                r["author"] or "-",
+                r["action"],
+                r["review_state"] if r["effective_action"] == r["action"] else f"decided:{r['effective_action']}",
+                f"{r['score']:.3f}",
+                sig,
+            )
         )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header) - 1)]
     return "\n".join(
@@ -60,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         tenant=args.tenant,
         action=args.action,
         author=args.author,
+        review_state=args.review_state,
         since=parse_since(args.since) if args.since else None,
         limit=args.limit or None,
     )

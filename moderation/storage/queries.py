@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select, tuple_
+from sqlalchemy import Connection, case, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from moderation.storage.models import PostRow, SignalRow, VerdictRow
+from moderation.storage.models import PostRow, ReviewEventRow, SignalRow, VerdictRow
 
 
 @dataclass(frozen=True)
@@ -20,11 +20,38 @@ class VerdictFilter:
     action: str | None = None
     since: datetime | None = None
     author: str | None = None
+    # pending (waiting for a moderator) | escalated | decided | none (never queued)
+    review_state: str | None = None
     limit: int | None = None
 
 
+def _latest_decision(column: Any) -> Any:
+    """The latest moderator decision's `column` for the verdict's post (None when nobody decided)."""
+    return (
+        select(column)
+        .where(
+            ReviewEventRow.tenant == VerdictRow.tenant,
+            ReviewEventRow.post_id == VerdictRow.post_id,
+            ReviewEventRow.kind == "decided",
+        )
+        .order_by(ReviewEventRow.at.desc(), ReviewEventRow.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
 def verdict_rows(conn: Connection, flt: VerdictFilter) -> list[dict[str, Any]]:
-    """Verdicts (newest first) as JSON-ready dicts: id, tenant, author, action, score, ..., signals."""
+    """Verdicts (newest first) as JSON-ready dicts: id, tenant, author, action, score, ..., review state, signals.
+
+    `action` is the automatic verdict; `effective_action` is what stands: a moderator's decision outranks it.
+    """
+    decision, decided_action = _latest_decision(ReviewEventRow.decision), _latest_decision(ReviewEventRow.action)
+    state = case(
+        (decision == "escalate", "escalated"),
+        (decision.is_not(None), "decided"),
+        (VerdictRow.action.in_(("review", "quarantine")), "pending"),
+        else_="none",
+    )
     q = (
         select(
             VerdictRow.id,
@@ -37,6 +64,8 @@ def verdict_rows(conn: Connection, flt: VerdictFilter) -> list[dict[str, Any]]:
             VerdictRow.decided_at,
             PostRow.author,
             PostRow.created_at,
+            decided_action.label("decided_action"),
+            state.label("review_state"),
         )
         .join(PostRow, (PostRow.tenant == VerdictRow.tenant) & (PostRow.post_id == VerdictRow.post_id))
         .order_by(VerdictRow.decided_at.desc(), VerdictRow.id.desc())
@@ -49,6 +78,8 @@ def verdict_rows(conn: Connection, flt: VerdictFilter) -> list[dict[str, Any]]:
         q = q.where(VerdictRow.decided_at >= flt.since)
     if flt.author is not None:
         q = q.where(PostRow.author == flt.author)
+    if flt.review_state is not None:
+        q = q.where(state == flt.review_state)
     if flt.limit is not None:
         q = q.limit(flt.limit)
     rows = conn.execute(q).all()
@@ -64,6 +95,8 @@ def verdict_rows(conn: Connection, flt: VerdictFilter) -> list[dict[str, Any]]:
             "reasons": r.reasons,
             "created_at": r.created_at.isoformat() if r.created_at else None,
             "decided_at": r.decided_at.isoformat(),
+            "review_state": r.review_state,
+            "effective_action": r.decided_action or r.action,
             "signals": by_verdict.get(r.id, []),
         }
         for r in rows

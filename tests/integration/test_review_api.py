@@ -227,3 +227,34 @@ def test_openapi_document_describes_the_api(client: TestClient, seeded: tuple[En
     assert {"/api/queue", "/api/posts/{tenant}/{post_id}/decision", "/api/decisions/bulk", "/api/decisions.csv"} <= set(
         doc["paths"]
     )
+
+
+def test_verdicts_command_filters_by_review_state(seeded: tuple[Engine, dict[str, str]]) -> None:
+    """Runs after the decisions above (tests in a module run in order)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MODERATION_DATABASE_URL": seeded[0].url.render_as_string(hide_password=False)}
+
+    def verdicts(*args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "moderation.cli", "verdicts", *args],
+            env=env,
+            capture_output=True,
+            check=True,
+            text=True,
+        ).stdout
+
+    decided = [
+        json.loads(line)
+        for line in verdicts("--tenant", "globex", "--review-state", "decided", "--format", "jsonl").splitlines()
+    ]
+    by_id = {d["id"]: d for d in decided}
+    assert by_id["wm3"]["effective_action"] == "allow" and by_id["wm3"]["action"] == "review"
+    assert {d["tenant"] for d in decided} == {"globex"}
+    pending = verdicts("--tenant", "acme", "--review-state", "pending", "--format", "jsonl").splitlines()
+    assert pending and all(json.loads(line)["review_state"] == "pending" for line in pending)
+    table = verdicts("--tenant", "globex", "--action", "review")
+    assert "decided:allow" in table and table.splitlines()[0].split()[:3] == ["decided_at", "tenant", "id"]
