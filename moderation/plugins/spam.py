@@ -264,8 +264,9 @@ class SpamPlugin:
         trigrams = list(zip(words, words[1:], words[2:], strict=False))
         repeated = 1.0 - len(set(trigrams)) / len(trigrams) if len(trigrams) >= MIN_TRIGRAMS else 0.0
         longest_run = max((len(m.group()) for m in _CHAR_RUN.finditer(prose)), default=0)
-        upper = sum(1 for c in prose if c.isupper())
-        cased = upper + sum(1 for c in prose if c.islower())
+        # map() over str methods: ~3x faster than a generator per character on long posts.
+        upper = sum(map(str.isupper, prose))
+        cased = upper + sum(map(str.islower, prose))
         upper_ratio = upper / cased if cased else 0.0
         invisible = find_invisible(text)
         density = len(links) / max(1, tokens)

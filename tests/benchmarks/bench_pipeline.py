@@ -16,6 +16,7 @@ import argparse
 import json
 import tempfile
 import time
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import text
 
-from moderation.config import default_config_path, load_settings
+from moderation.config import default_config_path, parse_settings
 from moderation.engine import Engine
 from moderation.kafka_io import make_producer
 from moderation.localstack import LocalPipeline
@@ -69,11 +70,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--posts", type=int, default=20000, help="posts for the throughput run")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="length of the half-rate run")
+    parser.add_argument(
+        "--plugins", default="watermark,spam,flood,rate", help="comma-separated plugins to enable (default: the demo's)"
+    )
     args = parser.parse_args()
+    enabled = [p.strip() for p in args.plugins.split(",") if p.strip()]
+    config_text = (
+        default_config_path()
+        .read_text(encoding="utf-8")
+        .replace('enabled = ["watermark", "spam", "flood", "rate"]', f"enabled = {enabled!r}".replace("'", '"'))
+    )
     texts = distinct_posts(args.posts)
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; plugins: {', '.join(enabled)}")
 
-    settings = load_settings()
+    settings = parse_settings(tomllib.loads(config_text))
     engine = Engine(settings)
     engine.moderate([Post(id="w", text=texts[0])])
     start = time.perf_counter()
@@ -84,7 +94,7 @@ def main() -> None:
 
     with (
         tempfile.TemporaryDirectory() as tmp,
-        LocalPipeline(Path(tmp), default_config_path().read_text(encoding="utf-8")) as lp,
+        LocalPipeline(Path(tmp), config_text) as lp,
     ):
         assert lp.endpoints is not None
         # Warm-up: the worker's first batch pays for JIT compilation and green-list derivation.
