@@ -48,7 +48,7 @@ def reference_detector(scheme: WatermarkScheme) -> Callable[[np.ndarray], Any]:
     detector = WatermarkDetector(config, "cpu", wm, ignore_repeated_ngrams=scheme.ignore_repeated_ngrams)
 
     def detect(ids: np.ndarray) -> Any:
-        return detector(torch.from_numpy(ids).unsqueeze(0), return_dict=True)
+        return detector(torch.from_numpy(ids).unsqueeze(0), return_dict=True)  # type: ignore[arg-type]
 
     return detect
 

@@ -104,5 +104,5 @@ def test_retention_erases_old_texts_but_keeps_posts_under_review(db: Engine) -> 
         erased = erase_old_texts(conn, days=30, now=datetime.now(UTC) + timedelta(days=31))
     assert erased == 1
     with db.connect() as conn:
-        texts = dict(conn.execute(text("SELECT post_id, text FROM posts")).all())
+        texts: dict[str, str | None] = {r[0]: r[1] for r in conn.execute(text("SELECT post_id, text FROM posts"))}
     assert texts == {"old-allowed": None, "old-review": "b"}

@@ -46,7 +46,7 @@ def word_ids() -> np.ndarray:
 
 def words_text(ids: list[int]) -> str:
     tokenizer = load_tokenizer(BUNDLED_TOKENIZER)
-    return " ".join(tokenizer.id_to_token(i) for i in ids)
+    return " ".join(tokenizer.id_to_token(i) or "" for i in ids)
 
 
 def watermarked_words(n: int, scheme: WatermarkScheme, seed: int = 0, bias: float = 4.0) -> str:

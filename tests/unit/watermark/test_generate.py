@@ -60,14 +60,16 @@ def test_generated_text_scores_exactly_as_transformers_detector(
     )
     torch.manual_seed(1)
     prompt = torch.randint(3, VOCAB, (3, 5))
-    out = model.generate(prompt, watermarking_config=wm, do_sample=True, max_new_tokens=48, min_new_tokens=48)
+    out: Any = model.generate(  # type: ignore[misc]  # transformers' own annotation of generate()
+        prompt, watermarking_config=wm, do_sample=True, max_new_tokens=48, min_new_tokens=48
+    )
     reference = WatermarkDetector(model.config, "cpu", wm, ignore_repeated_ngrams=ignore_repeated)
     seeder, greenlists = runtime_for(scheme)
     posts = [row.numpy().astype(np.int64) for row in out]
     tokens = score_tokens(posts, seeder, greenlists, ignore_repeated_ngrams=ignore_repeated)
     scored, green = (t.tolist() for t in tokens.counts())
     for i, row in enumerate(out):
-        ref = reference(row.unsqueeze(0), return_dict=True)
+        ref: Any = reference(row.unsqueeze(0), return_dict=True)
         assert (scored[i], green[i]) == (int(ref.num_tokens_scored[0]), int(ref.num_green_tokens[0])), i
     # A random tiny model spreads probability everywhere, so its watermark is strong: every row is green-heavy.
     assert all(g / s > scheme.greenlist_ratio + 0.2 for g, s in zip(green, scored, strict=True))
