@@ -18,7 +18,7 @@ import numpy.typing as npt
 import torch
 
 from moderation.errors import DeviceUnavailable
-from moderation.watermark import mt19937
+from moderation.watermark import kernels, mt19937
 
 _BIT_WEIGHTS = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
 
@@ -60,14 +60,26 @@ class GreenLists:
         if seeds.shape[0] == 0:
             return torch.zeros(0, dtype=torch.bool, device=self.device)
         distinct, inverse = np.unique(seeds, return_inverse=True)
-        tokens = tokens.to(self.device)
+        return self.lookup_grouped(distinct, inverse.astype(np.int64), tokens)
+
+    def lookup_grouped(
+        self, distinct: npt.NDArray[np.int64], inverse: npt.NDArray[np.int64], tokens: torch.Tensor
+    ) -> torch.Tensor:
+        """Like lookup(distinct[inverse], tokens), for callers that already grouped their seeds (no sort here)."""
+        if inverse.shape[0] == 0:
+            return torch.zeros(0, dtype=torch.bool, device=self.device)
         chunk = max(1, self.capacity // 2)
         if distinct.shape[0] <= chunk:
-            all_slots = self._ensure(distinct)[inverse]
-            return self._bits(torch.from_numpy(all_slots).to(self.device), tokens)
+            cached = self._ensure(distinct)
+            if self.device.type == "cpu":
+                # One fused pass instead of gather, shift and mask tensors over every token.
+                green = kernels.gather_green(self._table.numpy(), cached, inverse, tokens.numpy())
+                return torch.from_numpy(green)
+            return self._bits(torch.from_numpy(cached[inverse]).to(self.device), tokens.to(self.device))
+        tokens = tokens.to(self.device)
         # More distinct seeds than the cache holds: resolve them in chunks, reading each chunk's bits
         # before the next chunk may evict its lists.
-        bits = torch.empty(seeds.shape[0], dtype=torch.bool, device=self.device)
+        bits = torch.empty(inverse.shape[0], dtype=torch.bool, device=self.device)
         for start in range(0, distinct.shape[0], chunk):
             part_slots = self._ensure(distinct[start : start + chunk])
             selected = np.flatnonzero((inverse >= start) & (inverse < start + part_slots.shape[0]))

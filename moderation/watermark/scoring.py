@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from moderation.watermark import kernels
 from moderation.watermark.greenlists import GreenLists
 from moderation.watermark.seeding import Seeder
 
@@ -69,19 +70,16 @@ def score_tokens(
     ngrams = flat[target.unsqueeze(1) - (m - 1) + torch.arange(m)] if n else torch.zeros((0, m), dtype=torch.int64)
 
     if ignore_repeated_ngrams and n:
-        occurrence = _ngram_ids(post, ngrams, vocab, len(token_ids))
-        first = torch.full((int(occurrence.max()) + 1,), n, dtype=torch.int64)
-        first.scatter_reduce_(0, occurrence, torch.arange(n), reduce="amin")
-        counted = first[occurrence] == torch.arange(n)
+        counted = _first_occurrences(post, ngrams, vocab, len(token_ids))
     else:
         counted = torch.ones(n, dtype=torch.bool)
 
-    seeds = seeder.seeds(ngrams)
     targets = ngrams[:, -1] if n else torch.zeros(0, dtype=torch.int64)
     if seeder.kind == "left":
-        green = greenlists.lookup(seeds, targets)
+        distinct, inverse = seeder.left_seeds_grouped(ngrams) if n else (np.empty(0, np.int64), np.empty(0, np.int64))
+        green = greenlists.lookup_grouped(distinct, inverse, targets)
     else:
-        green = _membership_deduplicated(greenlists, seeds, targets.numpy(), vocab)
+        green = _membership_deduplicated(greenlists, seeder.seeds(ngrams), targets.numpy(), vocab)
     return ScoredTokens(
         num_posts=len(token_ids),
         post=post.to(device),
@@ -89,6 +87,21 @@ def score_tokens(
         green=green.to(device),
         counted=counted.to(device),
     )
+
+
+def _first_occurrences(post: torch.Tensor, ngrams: torch.Tensor, vocab: int, num_posts: int) -> torch.Tensor:
+    """True for the first occurrence of each (post, n-gram): a hash pass when one int64 key holds it."""
+    m = ngrams.shape[1]
+    if num_posts * vocab**m < 2**62:
+        key = post.clone()
+        for column in range(m):
+            key = key * vocab + ngrams[:, column]
+        return torch.from_numpy(kernels.first_occurrence(key.numpy()))
+    n = ngrams.shape[0]
+    occurrence = _ngram_ids(post, ngrams, vocab, num_posts)
+    first = torch.full((int(occurrence.max()) + 1,), n, dtype=torch.int64)
+    first.scatter_reduce_(0, occurrence, torch.arange(n), reduce="amin")
+    return first[occurrence] == torch.arange(n)
 
 
 def _ngram_ids(post: torch.Tensor, ngrams: torch.Tensor, vocab: int, num_posts: int) -> torch.Tensor:

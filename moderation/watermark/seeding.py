@@ -29,6 +29,7 @@ import numpy.typing as npt
 import torch
 
 from moderation.config import WatermarkScheme
+from moderation.watermark import kernels
 
 TABLE_SIZE = 1_000_003
 LM_WATERMARKING_TABLE_SEED = 2971215073
@@ -70,15 +71,24 @@ class Seeder:
         return self._self_seeds(ngrams)
 
     def _left_seeds(self, ngrams: torch.Tensor) -> npt.NDArray[np.int64]:
+        distinct, inverse = self.left_seeds_grouped(ngrams)
+        return distinct[inverse]
+
+    def left_seeds_grouped(self, ngrams: torch.Tensor) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Lefthash seeds as (one seed per distinct context value, index of each row's seed)."""
         context = ngrams[:, :-1]
-        base = context.sum(dim=1) if self.additive else context[:, -1]
+        base = (context.sum(dim=1) if self.additive else context[:, -1]).numpy()
+        bound = int(base.max()) + 1 if base.shape[0] else 0
+        if bound <= 1 << 26:
+            # Context values are token ids (or small sums of them): count instead of sorting.
+            values, inverse = kernels.dense_distinct(base, bound)
+        else:
+            values, inverse = np.unique(base, return_inverse=True)
         # The product can exceed 64 bits with a large key, and the generators take it as a Python int:
         # do the arithmetic exactly, once per distinct context value.
-        distinct, inverse = torch.unique(base, return_inverse=True)
         mask = (1 << 64) - 1 if self.cuda else 0xFFFFFFFF
-        keyed = [(self.key * v) % _MOD & mask for v in distinct.tolist()]
-        as_u64 = np.array(keyed, dtype=np.uint64)
-        return as_u64.view(np.int64)[inverse.numpy()]
+        keyed = [(self.key * v) % _MOD & mask for v in values.tolist()]
+        return np.array(keyed, dtype=np.uint64).view(np.int64), inverse.astype(np.int64)
 
     def _self_seeds(self, ngrams: torch.Tensor) -> npt.NDArray[np.int64]:
         assert self.table is not None

@@ -1,0 +1,78 @@
+"""Small compiled kernels of the scoring hot path: linear-time replacements for sorts, and a fused gather.
+
+Each replaces a `unique`/sort (O(n log n), and the largest costs of a batch) or a chain of tensor ops with
+one pass over the data; results are identical (tests/unit/watermark/test_kernels.py compares them).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+_EMPTY = np.int64(-1)
+
+
+@numba.njit(cache=True)
+def first_occurrence(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """True where keys[i] appears for the first time (open-addressing hash set, linear probing)."""
+    n = keys.shape[0]
+    size = 1
+    while size < 2 * n + 2:
+        size *= 2
+    mask = size - 1
+    table = np.full(size, _EMPTY, dtype=np.int64)
+    out = np.zeros(n, dtype=np.bool_)
+    for i in range(n):
+        k = keys[i]
+        # Fibonacci hashing spreads nearby keys (consecutive token ids) over the table.
+        h = (np.uint64(k) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20)
+        slot = np.int64(h) & mask
+        while True:
+            held = table[slot]
+            if held == _EMPTY:
+                # -1 itself is never a key here: keys are built from non-negative ids.
+                table[slot] = k
+                out[i] = True
+                break
+            if held == k:
+                break
+            slot = (slot + 1) & mask
+    return out
+
+
+@numba.njit(cache=True)
+def dense_distinct(values: npt.NDArray[np.int64], bound: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(sorted distinct values, inverse) for values in [0, bound): a counting pass instead of a sort."""
+    index = np.full(bound, _EMPTY, dtype=np.int64)
+    for v in values:
+        index[v] = 0
+    count = 0
+    for v in range(bound):
+        if index[v] == 0:
+            index[v] = count
+            count += 1
+    distinct = np.empty(count, dtype=np.int64)
+    for v in range(bound):
+        if index[v] >= 0:
+            distinct[index[v]] = v
+    inverse = np.empty(values.shape[0], dtype=np.int64)
+    for i in range(values.shape[0]):
+        inverse[i] = index[values[i]]
+    return distinct, inverse
+
+
+@numba.njit(cache=True)
+def gather_green(
+    table: npt.NDArray[np.uint8],
+    slots: npt.NDArray[np.int64],
+    inverse: npt.NDArray[np.int64],
+    tokens: npt.NDArray[np.int64],
+) -> npt.NDArray[np.bool_]:
+    """green[i] = bit tokens[i] of the cached bitmap in row slots[inverse[i]] (one fused pass)."""
+    n = tokens.shape[0]
+    out = np.empty(n, dtype=np.bool_)
+    for i in range(n):
+        t = tokens[i]
+        out[i] = (table[slots[inverse[i]], t >> 3] >> (t & 7)) & 1
+    return out
