@@ -10,9 +10,6 @@ HTTP server aggregates every process's files.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, start_http_server
 
 # ---- consumer -------------------------------------------------------------------------------------
@@ -85,12 +82,3 @@ def serve_multiprocess(port: int, addr: str) -> None:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     start_http_server(port, addr=addr, registry=registry)
-
-
-def prepare_multiprocess_dir(path: str | os.PathLike[str]) -> Path:
-    """An empty directory for this run's metric files (stale files from a previous run would add up)."""
-    d = Path(path)
-    d.mkdir(parents=True, exist_ok=True)
-    for f in d.glob("*.db"):
-        f.unlink()
-    return d

@@ -29,6 +29,13 @@ from moderation.review.evidence import passages, segments
 from moderation.review.settings import ReviewSettings
 
 SESSION_COOKIE = "moderation_session"
+# The service's refusals as HTTP statuses.
+STATUS_OF: dict[type[Exception], int] = {
+    service.NotFound: 404,
+    service.Forbidden: 403,
+    service.Conflict: 409,
+    service.Invalid: 422,
+}
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 
@@ -102,26 +109,14 @@ def create_app(db: Engine, settings: ReviewSettings | None = None) -> FastAPI:
     )
     app.state.db = db
 
-    @contextmanager
-    def transaction() -> Iterator[Connection]:
-        with db.begin() as conn:
-            yield conn
+    def transaction() -> Any:
+        return db.begin()
 
-    @app.exception_handler(service.NotFound)
-    async def _not_found(_: Request, exc: service.NotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
+    async def _refused(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=STATUS_OF[type(exc)])
 
-    @app.exception_handler(service.Forbidden)
-    async def _forbidden(_: Request, exc: service.Forbidden) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=403)
-
-    @app.exception_handler(service.Conflict)
-    async def _conflict(_: Request, exc: service.Conflict) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
-
-    @app.exception_handler(service.Invalid)
-    async def _invalid(_: Request, exc: service.Invalid) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+    for refusal in STATUS_OF:
+        app.add_exception_handler(refusal, _refused)
 
     # ---- open routes ------------------------------------------------------------------------------
     @app.get("/health", tags=["operations"])

@@ -97,24 +97,12 @@ def _first_occurrences(post: torch.Tensor, ngrams: torch.Tensor, vocab: int, num
         for column in range(m):
             key = key * vocab + ngrams[:, column]
         return torch.from_numpy(kernels.first_occurrence(key.numpy()))
+    # Too wide for one int64 key (huge vocab or long context): group identical rows by sorting instead.
     n = ngrams.shape[0]
-    occurrence = _ngram_ids(post, ngrams, vocab, num_posts)
+    _, occurrence = torch.unique(torch.cat([post.unsqueeze(1), ngrams], dim=1), dim=0, return_inverse=True)
     first = torch.full((int(occurrence.max()) + 1,), n, dtype=torch.int64)
     first.scatter_reduce_(0, occurrence, torch.arange(n), reduce="amin")
     return first[occurrence] == torch.arange(n)
-
-
-def _ngram_ids(post: torch.Tensor, ngrams: torch.Tensor, vocab: int, num_posts: int) -> torch.Tensor:
-    """A dense id per distinct (post, n-gram): one exact int64 key when it fits, else row-wise unique."""
-    m = ngrams.shape[1]
-    if num_posts * vocab**m < 2**62:
-        key = post.clone()
-        for column in range(m):
-            key = key * vocab + ngrams[:, column]
-        _, inverse = torch.unique(key, return_inverse=True)
-    else:
-        _, inverse = torch.unique(torch.cat([post.unsqueeze(1), ngrams], dim=1), dim=0, return_inverse=True)
-    return inverse
 
 
 def _membership_deduplicated(
