@@ -13,10 +13,15 @@ below can be switched off per scheme (`normalizers` in the config):
 NFKC is applied character by character so every output character keeps the index of the input
 character it came from; evidence offsets therefore always point into the text the user submitted.
 (Canonical composition across characters, e.g. 'e' + combining accent, is left to the tokenizer.)
+
+No step changes an ASCII character, so runs of ASCII are copied as slices and only the non-ASCII
+characters are looked at one by one; what each becomes is computed once per set of enabled steps
+and cached, since real posts repeat the same few (curly quotes, accents, emoji).
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -169,27 +174,92 @@ class NormalizedText:
         return int(self.source[start]), int(self.source[end - 1]) + 1
 
 
+# Alternating runs of ASCII and of non-ASCII characters (together they cover the whole text).
+_RUNS = re.compile(r"[\x00-\x7f]+|[^\x00-\x7f]+")
+
+_STEPS = frozenset({"nfkc", "invisible", "emoji", "confusables"})
+
+# Distinct characters remembered per set of steps; past this the cache starts over, so a flood of
+# distinct code points cannot grow memory without bound.
+_CACHE_LIMIT = 1 << 16
+
+
+def _decide(ch: str, enabled: frozenset[str]) -> str | None:
+    """What one character becomes: None for an emoji (dropped), else its replacement ("" = dropped)."""
+    if "invisible" in enabled and is_invisible(ch):
+        return ""  # dropped, but unlike an emoji it leaves the emoji-space rule alone
+    if "emoji" in enabled and is_emoji(ch):
+        return None
+    pieces = unicodedata.normalize("NFKC", ch) if "nfkc" in enabled else ch
+    if "confusables" in enabled:
+        # Every CONFUSABLES value is one character, so each piece still yields one output character.
+        pieces = "".join(CONFUSABLES.get(piece, piece) for piece in pieces)
+    return pieces
+
+
+class _Decisions(dict[str, str | None]):
+    """Per-character decisions for one set of steps; a hit is a plain dict lookup."""
+
+    def __init__(self, enabled: frozenset[str]) -> None:
+        super().__init__()
+        self.enabled = enabled
+
+    def __missing__(self, ch: str) -> str | None:
+        if len(self) >= _CACHE_LIMIT:
+            self.clear()
+        decision = self[ch] = _decide(ch, self.enabled)
+        return decision
+
+
+_DECISIONS: dict[frozenset[str], _Decisions] = {}
+
+
 def normalize(text: str, steps: Iterable[str]) -> NormalizedText:
     """Apply the enabled steps. Pure-ASCII text is returned as is (nothing any step would change)."""
-    enabled = set(steps)
+    enabled = frozenset(steps) & _STEPS  # unknown names change nothing
     if text.isascii() or not enabled:
         return NormalizedText(text, np.arange(len(text), dtype=np.int64), changed=False)
-    out: list[str] = []
-    source: list[int] = []
+    decisions = _DECISIONS.get(enabled)
+    if decisions is None:
+        decisions = _DECISIONS.setdefault(enabled, _Decisions(enabled))
+    parts: list[str] = []
+    # Input characters that do not become exactly one output character: index -> how many they become.
+    uneven: dict[int, int] = {}
+    # Set by a dropped emoji: whitespace is then skipped while the output is empty or ends in
+    # whitespace ("word 😀 word" -> "word word", not "word  word"), until a character is emitted.
     dropped_emoji = False
-    for index, ch in enumerate(text):
-        if "invisible" in enabled and is_invisible(ch):
-            continue
-        if "emoji" in enabled and is_emoji(ch):
-            dropped_emoji = True
-            continue
-        pieces = unicodedata.normalize("NFKC", ch) if "nfkc" in enabled else ch
-        for piece in pieces:
-            mapped = CONFUSABLES.get(piece, piece) if "confusables" in enabled else piece
-            if mapped.isspace() and dropped_emoji and (not out or out[-1].isspace()):
-                continue  # "word 😀 word" -> "word word", not "word  word"
-            dropped_emoji = False
-            out.append(mapped)
-            source.append(index)
-    normalized = "".join(out)
-    return NormalizedText(normalized, np.asarray(source, dtype=np.int64), changed=normalized != text)
+    pos = 0  # index in `text` where `chunk` starts
+    for chunk in _RUNS.findall(text):
+        length = len(chunk)
+        if chunk[0] < "\x80":
+            # ASCII: no step changes it, only the emoji-space rule can trim its head.
+            if dropped_emoji and (not parts or parts[-1][-1].isspace()):
+                stripped = chunk.lstrip()
+                for index in range(pos, pos + length - len(stripped)):
+                    uneven[index] = 0  # usually the one space the emoji leaves
+                chunk = stripped
+            if chunk:
+                dropped_emoji = False
+                parts.append(chunk)
+        else:
+            for index, ch in enumerate(chunk, pos):
+                replacement = decisions[ch]
+                if replacement is None:
+                    dropped_emoji = True
+                    uneven[index] = 0
+                    continue
+                if dropped_emoji and (not parts or parts[-1][-1].isspace()):
+                    replacement = replacement.lstrip()
+                if replacement:
+                    dropped_emoji = False
+                    parts.append(replacement)
+                if len(replacement) != 1:
+                    uneven[index] = len(replacement)
+        pos += length
+    normalized = "".join(parts)
+    source = np.arange(len(text), dtype=np.int64)
+    if uneven:
+        counts = np.ones(len(text), dtype=np.intp)
+        counts[np.fromiter(uneven.keys(), np.intp, len(uneven))] = np.fromiter(uneven.values(), np.intp, len(uneven))
+        source = np.repeat(source, counts)
+    return NormalizedText(normalized, source, changed=normalized != text)
