@@ -9,10 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from tokenizers import Encoding, Tokenizer
+from tokenizers import Tokenizer
 
 from moderation.config import BUNDLED_TOKENIZER
 from moderation.errors import ConfigError
+from moderation.watermark.wordpiece import FastWordPiece
+
+_EMPTY: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
 
 
 def resolve_tokenizer_path(spec: str) -> Path:
@@ -50,18 +53,42 @@ def tokenizer_vocab_size(spec: str) -> int:
     return int(load_tokenizer(spec).get_vocab_size(with_added_tokens=True))
 
 
-class EncodedBatch:
-    """Token ids per text, with character offsets fetched only for the texts that need them (evidence)."""
+@cache
+def fast_encoder(spec: str) -> FastWordPiece | None:
+    """The compiled WordPiece encoder for `spec` when its pipeline is BERT's, else None (wordpiece.py)."""
+    return FastWordPiece.from_tokenizer_json(resolve_tokenizer_path(spec))
 
-    def __init__(self, encodings: list[Encoding]) -> None:
-        self._encodings = encodings
-        self.ids: list[npt.NDArray[np.int64]] = [np.array(e.ids, dtype=np.int64) for e in encodings]
+
+class EncodedBatch:
+    """Token ids per text; character offsets are computed only for the texts that need them (evidence)."""
+
+    def __init__(self, spec: str, texts: Sequence[str], ids: list[npt.NDArray[np.int64]]) -> None:
+        self._spec = spec
+        self._texts = texts
+        self.ids = ids
 
     def offsets(self, index: int) -> npt.NDArray[np.int64]:
         """[start, end) character offsets of text `index`'s tokens, one row per token."""
-        return np.array(self._encodings[index].offsets, dtype=np.int64).reshape(-1, 2)
+        encoding = load_tokenizer(self._spec).encode(self._texts[index], add_special_tokens=False)
+        return np.array(encoding.offsets, dtype=np.int64).reshape(-1, 2)
 
 
 def encode_batch(spec: str, texts: Sequence[str]) -> EncodedBatch:
-    """Tokenize many texts in one call (the Rust tokenizer runs them in parallel)."""
-    return EncodedBatch(load_tokenizer(spec).encode_batch(list(texts), add_special_tokens=False))
+    """Tokenize many texts in one call: the compiled WordPiece pass for the texts it handles, the Rust
+    tokenizer (in parallel) for the rest. Both give the same ids."""
+    texts = list(texts)
+    tokenizer = load_tokenizer(spec)  # first: a missing or malformed file is a ConfigError
+    fast = fast_encoder(spec)
+    is_fast = [fast is not None and fast.handles(t) for t in texts]
+    ids = [_EMPTY] * len(texts)
+    if fast is not None and any(is_fast):
+        flat, lengths = fast.encode([t for t, f in zip(texts, is_fast, strict=True) if f])
+        rows = iter(np.split(flat, np.cumsum(lengths)[:-1]))
+        ids = [next(rows) if f else _EMPTY for f in is_fast]
+    rest = [i for i, f in enumerate(is_fast) if not f]
+    if rest:
+        for i, encoding in zip(
+            rest, tokenizer.encode_batch([texts[i] for i in rest], add_special_tokens=False), strict=True
+        ):
+            ids[i] = np.array(encoding.ids, dtype=np.int64)
+    return EncodedBatch(spec, texts, ids)
