@@ -4,6 +4,7 @@ a parent that forks, whose copies would share sockets and waste memory."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import threading
@@ -58,5 +59,7 @@ def get_runtime() -> Runtime:
                 engine=Engine(settings),
                 db=make_engine(endpoints.database_url, settings.storage.pool_size),
             )
+            # Long-lived from here on: keep full garbage collections from traversing them again and again.
+            gc.freeze()
             log.info("worker process %d ready: plugins %s", os.getpid(), [p.name for p in _runtime.engine.plugins])
         return _runtime
