@@ -1,12 +1,18 @@
 """Text in, one WatermarkScore per post and scheme out.
 
-For each scheme, each post is scored in up to two forms: the text as submitted and, when it differs,
-the text after the scheme's normalizers (so neither an attacked nor a clean text is missed). Each form
-gets the whole-text test and, for posts long enough, the best-window test. All those tests form one
-family per scheme: the decision compares the best p-value, Bonferroni-adjusted by the number of tests,
-with the scheme's share of the false-positive target (itself a Bonferroni share of the post-level
-target across schemes). So the chance that a human post is flagged by ANY scheme stays at or below
-[watermark].false_positive_rate.
+For each scheme, each post is scored in up to two forms: the text as submitted and, when normalizing
+changes its tokens, the text after the scheme's normalizers (so neither an attacked nor a clean text is
+missed). Each form gets the whole-text test and, for posts long enough, the best-window test. All those
+tests form one family per scheme, controlled by a weighted Bonferroni rule: each test gets a share of
+the scheme's false-positive target (itself an equal share of the post-level target across schemes),
+the shares add up to 1, and the post is flagged when some test's p-value is within its share. That
+holds the chance that a human post is flagged by ANY scheme at or below
+[watermark].false_positive_rate, whatever the dependence between the tests.
+
+The shares follow where a watermark is expected. When normalizing changed the tokens, the normalized
+form gets most of the budget (NORMALIZED_FORM_SHARE): an attack is what usually changes them, and for a
+model that emitted such characters itself the normalized form still carries the watermark but for the
+tokens next to them. Within a form, the whole-text test and the best-window test share equally.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +37,9 @@ from moderation.watermark.tokenization import EncodedBatch, encode_batch, tokeni
 from moderation.watermark.windows import BestWindows, best_windows
 
 RAW, NORMALIZED = "raw", "normalized"
+# A scheme's false-positive budget for a post whose normalized form tokenizes differently: most goes to the
+# normalized form, the rest to the submitted one.
+NORMALIZED_FORM_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,7 @@ class WatermarkScore:
     z_score: float | None
     p_value: float | None
     log10_p_value: float | None
-    p_value_adjusted: float | None  # the best test's p-value, Bonferroni-adjusted for every test made
+    p_value_adjusted: float | None  # min over the family of p / share (weighted Bonferroni); flag at <= alpha
     watermarked: bool | None
     reason: str | None  # why it abstained ("too_short", "no_tokens")
     form: str  # "raw" or "normalized": which form of the text the numbers describe
@@ -96,6 +105,22 @@ class _FormResult:
     tokens: ScoredTokens
     encoded: EncodedBatch
     truncated: npt.NDArray[np.bool_]
+
+
+class _Test(NamedTuple):
+    """One test of a post's family: its log p-value and the log of its share of the scheme's alpha."""
+
+    log_p: float
+    log_share: float
+    window: bool
+    form: str
+    result: _FormResult
+    row: int
+
+    @property
+    def adjusted(self) -> float:
+        """log of min(1, p / share): at or below log(alpha) means this test flags the post."""
+        return min(0.0, self.log_p - self.log_share)
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -153,15 +178,19 @@ class WatermarkDetector:
                 normalized[steps] = [normalize(t, steps) for t in texts]
             forms = normalized[steps]
             changed = [i for i, f in enumerate(forms) if f.changed]
-            norm_row = {post: row for row, post in enumerate(changed)}
             raw_key = (runtime.scheme.tokenizer, None)
             if raw_key not in encoded:
                 encoded[raw_key] = encode_batch(runtime.scheme.tokenizer, texts)
             norm_key = (runtime.scheme.tokenizer, steps)
             if changed and norm_key not in encoded:
                 encoded[norm_key] = encode_batch(runtime.scheme.tokenizer, [forms[i].text for i in changed])
+            # A normalized form is a test of its own only where its tokens differ from the submitted ones.
+            norm_row: dict[int, int] = {}
+            if changed:
+                raw_ids, norm_ids = encoded[raw_key].ids, encoded[norm_key].ids
+                norm_row = {p: r for r, p in enumerate(changed) if not np.array_equal(norm_ids[r], raw_ids[p])}
             raw = self._score_form(runtime, encoded[raw_key])
-            norm = self._score_form(runtime, encoded[norm_key]) if changed else None
+            norm = self._score_form(runtime, encoded[norm_key]) if norm_row else None
             per_scheme.append(
                 [self._decide(runtime, i, raw, norm, norm_row, forms, evidence) for i in range(len(texts))]
             )
@@ -211,37 +240,32 @@ class WatermarkDetector:
             name, result, row = max(candidates, key=lambda c: int(c[1].scored[c[2]]))
             return self._abstain(runtime, name, result, row, forms[index])
 
-        # The family: whole-text test of each usable form, plus its best-window test when one ran.
-        tests = 0
-        best: tuple[float, str, _FormResult, int] | None = None
-        flagged_by_z = False
+        # The family: the whole-text test of each usable form, plus its best-window test when one ran. Which
+        # tests exist depends on the text alone (its tokens and their number), never on green counts, so the
+        # shares are fixed before any test is seen.
+        form_share = (
+            {usable[0][0]: 1.0}
+            if len(usable) == 1
+            else {NORMALIZED: NORMALIZED_FORM_SHARE, RAW: 1 - NORMALIZED_FORM_SHARE}
+        )
+        tests: list[_Test] = []
         for name, result, row in usable:
-            tests += 1
-            log_p = float(result.log_p[row])
-            if scheme.z_threshold is not None and result.z[row] >= scheme.z_threshold:
-                flagged_by_z = True
-            if best is None or log_p < best[0]:
-                best = (log_p, name, result, row)
-            if result.windows is not None and result.windows.tests[row] > 0:
-                tests += 1
+            windowed = result.windows is not None and result.windows.tests[row] > 0
+            log_share = math.log(form_share[name] / 2 if windowed else form_share[name])
+            tests.append(_Test(float(result.log_p[row]), log_share, False, name, result, row))
+            if result.windows is not None and windowed:
                 window_log_p = bonferroni_log(float(result.windows.log_p[row]), int(result.windows.tests[row]))
-                if window_log_p < best[0]:
-                    best = (window_log_p, name, result, row)
-        assert best is not None
-        best_log_p, name, result, row = best
-        adjusted = bonferroni_log(best_log_p, tests)
+                tests.append(_Test(window_log_p, log_share, True, name, result, row))
+        best = min(tests, key=lambda t: t.adjusted)
         if scheme.z_threshold is not None:
-            window_hit = any(
-                r.windows is not None
-                and r.windows.tests[w] > 0
-                and bonferroni_log(bonferroni_log(float(r.windows.log_p[w]), int(r.windows.tests[w])), tests)
-                <= math.log(runtime.alpha)
-                for _, r, w in usable
+            # The legacy rule: the whole-text z of any form beyond z_threshold, or a window within its share.
+            watermarked = any(result.z[row] >= scheme.z_threshold for _, result, row in usable) or any(
+                t.window and t.adjusted <= math.log(runtime.alpha) for t in tests
             )
-            watermarked = flagged_by_z or window_hit
         else:
-            watermarked = adjusted <= math.log(runtime.alpha)
-        return self._score(runtime, name, result, row, forms[index], tests, adjusted, watermarked, evidence)
+            watermarked = best.adjusted <= math.log(runtime.alpha)
+        name, result, row = best.form, best.result, best.row
+        return self._score(runtime, name, result, row, forms[index], len(tests), best.adjusted, watermarked, evidence)
 
     def _score(
         self,

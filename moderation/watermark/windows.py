@@ -7,7 +7,9 @@ Bonferroni-adjusted by the number of windows searched; windows advance by a quar
 which keeps that number (and so the penalty) small while any passage of at least 1.25x a window size
 still contains a whole window.
 
-Windows never exceed the post: a window as long as the post is the whole-text test, done elsewhere.
+A window size is searched only in posts at least twice as long: in a shorter post a passage that fills
+such a window is most of the post, which the whole-text test already sees, and the window test would only
+take a share of the false-positive budget from it.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ def best_windows(scored: ScoredTokens, sizes: Sequence[int], gamma: float) -> Be
 
     for size in sorted(set(sizes)):
         stride = max(1, size // 4)
-        per_post = torch.where(length > size, (length - size) // stride + 1, torch.zeros_like(length))
+        per_post = torch.where(length >= 2 * size, (length - size) // stride + 1, torch.zeros_like(length))
         count = int(per_post.sum())
         if count == 0:
             continue

@@ -6,7 +6,7 @@ English prose from the Python standard library plus repetitive posts (chants, li
 Reports the detection rate by length bucket, the measured false-positive rate, the rate under each
 attack (emoji, zero-width, homoglyphs) relative to clean, and the copy-paste case (a 128-token passage
 inside twice as much human text), with how often the reported span lands on the passage.
-Run: `make eval` (or `python -m tests.benchmarks.eval_quality --per-bucket 100 --human 3000`).
+Run: `make eval` (or `python -m tests.benchmarks.eval_quality --per-bucket 300 --human 3000`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ BUCKETS = (25, 50, 100, 200)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--per-bucket", type=int, default=100, help="watermarked posts per length bucket")
+    parser.add_argument("--per-bucket", type=int, default=300, help="watermarked posts per length bucket")
     parser.add_argument("--human", type=int, default=3000, help="human posts")
     parser.add_argument("--pasted", type=int, default=100, help="copy-paste cases")
     args = parser.parse_args()

@@ -7,6 +7,7 @@ import pytest
 from moderation.config import Settings, parse_settings
 from moderation.errors import ConfigError, DeviceUnavailable
 from moderation.watermark import WatermarkDetector
+from moderation.watermark.detector import NORMALIZED_FORM_SHARE
 from moderation.watermark.normalize import CONFUSABLES
 
 from .conftest import human_words, make_scheme, watermarked_words
@@ -17,6 +18,10 @@ SELF = {"name": "self", "vocab_size": 30528, "seeding_scheme": "selfhash", "cont
 
 def settings(*schemes: dict[str, Any], **detector: Any) -> Settings:
     return parse_settings({"detector": {"device": "cpu", **detector}, "watermark": {"schemes": list(schemes)}})
+
+
+def emoji_every_word(text: str) -> str:
+    return " ".join(w + " 😀" for w in text.split(" "))
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +91,7 @@ def test_no_evidence_unless_asked(detector: WatermarkDetector, marked_left: str)
 @pytest.mark.parametrize(
     "attack",
     [
-        lambda t: " ".join(w + " 😀" for w in t.split(" ")),
+        emoji_every_word,
         lambda t: t.replace(" ", " \u200b"),
         lambda t: "".join({"a": "а", "e": "е", "o": "о"}.get(c, c) for c in t),
     ],
@@ -97,9 +102,39 @@ def test_character_attacks_are_undone(detector: WatermarkDetector, marked_left: 
     assert attacked != marked_left
     left = detector.detect([attacked])[0][0]
     assert left.watermarked is True
-    # BERT's own normalizer already drops zero-width characters, so both forms may score alike.
-    assert left.form == "normalized" or "\u200b" in attacked
-    assert left.tests == 4  # two forms, each with a whole-text and a window test
+    if "\u200b" in attacked:
+        # BERT's own normalizer drops zero-width characters: both forms have the same tokens, so the
+        # normalized form is no test of its own (one form: a whole-text and a window test).
+        assert (left.form, left.tests) == ("raw", 2)
+    else:
+        assert (left.form, left.tests) == ("normalized", 4)  # two forms, each with a whole-text and a window test
+
+
+def test_shares_of_the_false_positive_budget() -> None:
+    """Weighted Bonferroni: one form takes the whole budget; a normalized form that tokenizes differently
+    takes NORMALIZED_FORM_SHARE of it; a window test halves its form's share."""
+    single = WatermarkDetector(settings(LEFT))
+    short = watermarked_words(40, make_scheme(**LEFT), seed=5)  # under 64 tokens: no window is searched
+    clean, attacked = (row[0] for row in single.detect([short, emoji_every_word(short)]))
+    assert (clean.form, clean.tests) == ("raw", 1)
+    assert clean.p_value_adjusted == pytest.approx(clean.p_value, rel=1e-9)
+    # The emoji make the submitted form long enough (an [UNK] each) for a window test of its own.
+    assert (attacked.form, attacked.tests) == ("normalized", 3)
+    assert attacked.p_value_adjusted == pytest.approx(attacked.p_value / NORMALIZED_FORM_SHARE, rel=1e-9)
+    assert clean.watermarked is attacked.watermarked is True
+
+
+def test_family_wise_false_positive_rate_holds_with_every_test() -> None:
+    """At a loose target the rule can be checked by counting: human posts of every length, tested in two
+    forms (emoji between words) and with windows, are flagged at most at the target rate."""
+    alpha = 0.05
+    loose = WatermarkDetector(settings({**LEFT, "false_positive_rate": alpha}))
+    texts = [human_words(20 + (i % 8) * 40, seed=5_000 + i) for i in range(1500)]
+    texts += [emoji_every_word(t) for t in texts[:500]]
+    scores = [row[0] for row in loose.detect(texts, evidence="none")]
+    assert max(s.tests for s in scores) == 4  # two forms, each with a window test, for the long attacked ones
+    rate = sum(bool(s.watermarked) for s in scores) / len(scores)
+    assert rate <= alpha + 3 * (alpha * (1 - alpha) / len(scores)) ** 0.5
 
 
 def test_homoglyph_table_only_maps_to_ascii() -> None:
