@@ -120,6 +120,7 @@ def test_shares_of_the_false_positive_budget() -> None:
     assert clean.p_value_adjusted == pytest.approx(clean.p_value, rel=1e-9)
     # The emoji make the submitted form long enough (an [UNK] each) for a window test of its own.
     assert (attacked.form, attacked.tests) == ("normalized", 3)
+    assert attacked.p_value is not None
     assert attacked.p_value_adjusted == pytest.approx(attacked.p_value / NORMALIZED_FORM_SHARE, rel=1e-9)
     assert clean.watermarked is attacked.watermarked is True
 

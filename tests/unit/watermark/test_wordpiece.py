@@ -96,7 +96,9 @@ def test_encode_batch_mixes_both_paths_in_order(bundled: tuple[FastWordPiece, To
     # Offsets (for evidence) describe the same tokens.
     for i, text in enumerate(texts):
         assert encoded.offsets(i).shape == (len(encoded.ids[i]), 2)
-        assert encoded.offsets(i).tolist() == [list(o) for o in tokenizer.encode(text, add_special_tokens=False).offsets]
+        assert encoded.offsets(i).tolist() == [
+            list(o) for o in tokenizer.encode(text, add_special_tokens=False).offsets
+        ]
 
 
 def custom_tokenizer(tmp_path: Path, *, lowercase: bool, normalized_added: bool) -> Path:
