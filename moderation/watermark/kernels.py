@@ -14,30 +14,41 @@ _EMPTY = np.int64(-1)
 
 
 @numba.njit(cache=True)
-def first_occurrence(keys: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
-    """True where keys[i] appears for the first time (open-addressing hash set, linear probing)."""
+def first_occurrence(keys: npt.NDArray[np.int64], bounds: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """True where keys[i] appears for the first time within its segment keys[bounds[s]:bounds[s + 1]]
+    (open-addressing hash set, linear probing). One small table per segment (a post: a few hundred keys)
+    stays in the CPU cache, where one table for a whole batch would miss it on nearly every key."""
     n = keys.shape[0]
-    size = 1
-    while size < 2 * n + 2:
-        size *= 2
-    mask = size - 1
-    table = np.full(size, _EMPTY, dtype=np.int64)
     out = np.zeros(n, dtype=np.bool_)
-    for i in range(n):
-        k = keys[i]
-        # Fibonacci hashing spreads nearby keys (consecutive token ids) over the table.
-        h = (np.uint64(k) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20)
-        slot = np.int64(h) & mask
-        while True:
-            held = table[slot]
-            if held == _EMPTY:
-                # -1 itself is never a key here: keys are built from non-negative ids.
-                table[slot] = k
-                out[i] = True
-                break
-            if held == k:
-                break
-            slot = (slot + 1) & mask
+    longest = 0
+    for s in range(bounds.shape[0] - 1):
+        longest = max(longest, bounds[s + 1] - bounds[s])
+    capacity = 1
+    while capacity < 2 * longest + 2:
+        capacity *= 2
+    table = np.full(capacity, _EMPTY, dtype=np.int64)
+    for s in range(bounds.shape[0] - 1):
+        lo, hi = bounds[s], bounds[s + 1]
+        size = 1
+        while size < 2 * (hi - lo) + 2:
+            size *= 2
+        mask = size - 1
+        table[:size] = _EMPTY
+        for i in range(lo, hi):
+            k = keys[i]
+            # Fibonacci hashing spreads nearby keys (consecutive token ids) over the table.
+            h = (np.uint64(k) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20)
+            slot = np.int64(h) & mask
+            while True:
+                held = table[slot]
+                if held == _EMPTY:
+                    # -1 itself is never a key here: keys are built from non-negative ids.
+                    table[slot] = k
+                    out[i] = True
+                    break
+                if held == k:
+                    break
+                slot = (slot + 1) & mask
     return out
 
 

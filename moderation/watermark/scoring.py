@@ -96,7 +96,10 @@ def _first_occurrences(post: torch.Tensor, ngrams: torch.Tensor, vocab: int, num
         key = post.clone()
         for column in range(m):
             key = key * vocab + ngrams[:, column]
-        return torch.from_numpy(kernels.first_occurrence(key.numpy()))
+        # Positions are stored post by post: each post's keys are one segment with a table of its own.
+        per_post = torch.bincount(post, minlength=num_posts)
+        bounds = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(per_post, 0)])
+        return torch.from_numpy(kernels.first_occurrence(key.numpy(), bounds.numpy()))
     # Too wide for one int64 key (huge vocab or long context): group identical rows by sorting instead.
     n = ngrams.shape[0]
     _, occurrence = torch.unique(torch.cat([post.unsqueeze(1), ngrams], dim=1), dim=0, return_inverse=True)

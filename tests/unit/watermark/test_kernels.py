@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 
@@ -15,7 +17,19 @@ def test_first_occurrence_matches_unique() -> None:
         _, first_index = np.unique(keys, return_index=True)
         expected = np.zeros(n, dtype=bool)
         expected[first_index] = True
-        assert np.array_equal(kernels.first_occurrence(keys), expected)
+        assert np.array_equal(kernels.first_occurrence(keys, np.array([0, n], dtype=np.int64)), expected)
+
+
+def test_first_occurrence_is_per_segment() -> None:
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(0, 400, 300)
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    keys = rng.integers(0, 50, int(bounds[-1])).astype(np.int64)  # many repeats within and across segments
+    expected = np.zeros(keys.shape[0], dtype=bool)
+    for lo, hi in itertools.pairwise(bounds):
+        _, first_index = np.unique(keys[lo:hi], return_index=True)
+        expected[lo + first_index] = True
+    assert np.array_equal(kernels.first_occurrence(keys, bounds), expected)
 
 
 def test_dense_distinct_matches_unique() -> None:
