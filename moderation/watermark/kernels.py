@@ -14,6 +14,15 @@ _EMPTY = np.int64(-1)
 
 
 @numba.njit(cache=True)
+def hash_table_size(keys: int) -> int:
+    """Slots of an open-addressing table for `keys` keys: a power of two, at most half full."""
+    size = 1
+    while size < 2 * keys + 2:
+        size *= 2
+    return size
+
+
+@numba.njit(cache=True)
 def first_occurrence(keys: npt.NDArray[np.int64], bounds: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
     """True where keys[i] appears for the first time within its segment keys[bounds[s]:bounds[s + 1]]
     (open-addressing hash set, linear probing). One small table per segment (a post: a few hundred keys)
@@ -23,15 +32,10 @@ def first_occurrence(keys: npt.NDArray[np.int64], bounds: npt.NDArray[np.int64])
     longest = 0
     for s in range(bounds.shape[0] - 1):
         longest = max(longest, bounds[s + 1] - bounds[s])
-    capacity = 1
-    while capacity < 2 * longest + 2:
-        capacity *= 2
-    table = np.full(capacity, _EMPTY, dtype=np.int64)
+    table = np.full(hash_table_size(longest), _EMPTY, dtype=np.int64)
     for s in range(bounds.shape[0] - 1):
         lo, hi = bounds[s], bounds[s + 1]
-        size = 1
-        while size < 2 * (hi - lo) + 2:
-            size *= 2
+        size = hash_table_size(hi - lo)
         mask = size - 1
         table[:size] = _EMPTY
         for i in range(lo, hi):

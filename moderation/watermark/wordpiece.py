@@ -34,6 +34,8 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
+from moderation.watermark.kernels import hash_table_size
+
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 _CONTINUATION_SALT = np.uint64(0x9E3779B97F4A7C15)  # keeps "##ing" and "ing" apart in the table
@@ -77,9 +79,7 @@ def _build_table(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
     """Open-addressing table of the vocabulary: (id, hash, key index) per slot, id -1 where empty."""
     n = ids.shape[0]
-    size = 1
-    while size < 2 * n + 2:
-        size *= 2
+    size = hash_table_size(n)
     table_id = np.full(size, -1, dtype=np.int64)
     table_hash = np.zeros(size, dtype=np.uint64)
     table_key = np.zeros(size, dtype=np.int64)
