@@ -70,6 +70,18 @@ def _hash(buf: npt.NDArray[np.uint8], start: int, end: int, continuation: bool) 
     return h
 
 
+# The vocabulary as the compiled pass sees it: an open-addressing table (id, hash, key index per slot, id -1
+# where empty) over the keys, which are `pieces[bounds[k]:bounds[k + 1]]`, continuation pieces or not.
+Vocabulary = tuple[
+    npt.NDArray[np.int64],  # table: id
+    npt.NDArray[np.uint64],  # table: hash
+    npt.NDArray[np.int64],  # table: key index
+    npt.NDArray[np.uint8],  # pieces: every key's bytes, concatenated
+    npt.NDArray[np.int64],  # bounds: where each key starts in pieces, and the end
+    npt.NDArray[np.bool_],  # whether each key is a continuation piece (its "##" stripped)
+]
+
+
 @numba.njit(cache=True)
 def _build_table(
     pieces: npt.NDArray[np.uint8],
@@ -101,14 +113,10 @@ def _lookup(
     start: int,
     end: int,
     continuation: bool,
-    table_id: npt.NDArray[np.int64],
-    table_hash: npt.NDArray[np.uint64],
-    table_key: npt.NDArray[np.int64],
-    pieces: npt.NDArray[np.uint8],
-    bounds: npt.NDArray[np.int64],
-    key_continuation: npt.NDArray[np.bool_],
+    vocab: Vocabulary,
 ) -> int:
     """The id of word[start:end] (as a continuation piece or not), or -1 when not in the vocabulary."""
+    table_id, table_hash, table_key, pieces, bounds, key_continuation = vocab
     h = _hash(word, start, end, continuation)
     mask = table_id.shape[0] - 1
     slot = np.int64(h & np.uint64(mask))
@@ -139,12 +147,7 @@ def _encode_text(
     word: npt.NDArray[np.uint8],
     classes: npt.NDArray[np.uint8],
     folded: npt.NDArray[np.uint8],
-    table_id: npt.NDArray[np.int64],
-    table_hash: npt.NDArray[np.uint64],
-    table_key: npt.NDArray[np.int64],
-    pieces: npt.NDArray[np.uint8],
-    bounds: npt.NDArray[np.int64],
-    key_continuation: npt.NDArray[np.bool_],
+    vocab: Vocabulary,
     max_piece: int,
     max_chars: int,
     unk_id: int,
@@ -180,9 +183,7 @@ def _encode_text(
             end = min(length, start + max_piece)
             found = -1
             while end > start:
-                found = _lookup(
-                    word, start, end, start > 0, table_id, table_hash, table_key, pieces, bounds, key_continuation
-                )
+                found = _lookup(word, start, end, start > 0, vocab)
                 if found >= 0:
                     break
                 end -= 1
@@ -203,12 +204,7 @@ def _encode(
     text_bounds: npt.NDArray[np.int64],
     classes: npt.NDArray[np.uint8],
     folded: npt.NDArray[np.uint8],
-    table_id: npt.NDArray[np.int64],
-    table_hash: npt.NDArray[np.uint64],
-    table_key: npt.NDArray[np.int64],
-    pieces: npt.NDArray[np.uint8],
-    bounds: npt.NDArray[np.int64],
-    key_continuation: npt.NDArray[np.bool_],
+    vocab: Vocabulary,
     max_piece: int,
     max_chars: int,
     unk_id: int,
@@ -230,12 +226,7 @@ def _encode(
             word,
             classes,
             folded,
-            table_id,
-            table_hash,
-            table_key,
-            pieces,
-            bounds,
-            key_continuation,
+            vocab,
             max_piece,
             max_chars,
             unk_id,
@@ -274,10 +265,11 @@ class FastWordPiece:
                 keys.append(raw[len(prefix.encode("utf-8")) :])
                 continuation.append(True)
                 ids.append(token_id)
-        self._pieces = np.frombuffer(b"".join(keys), dtype=np.uint8).copy()
-        self._bounds = np.concatenate([[0], np.cumsum([len(k) for k in keys])]).astype(np.int64)
-        self._continuation = np.array(continuation, dtype=np.bool_)
-        self._table = _build_table(self._pieces, self._bounds, self._continuation, np.array(ids, dtype=np.int64))
+        pieces = np.frombuffer(b"".join(keys), dtype=np.uint8).copy()
+        bounds = np.concatenate([[0], np.cumsum([len(k) for k in keys])]).astype(np.int64)
+        is_continuation = np.array(continuation, dtype=np.bool_)
+        table = _build_table(pieces, bounds, is_continuation, np.array(ids, dtype=np.int64))
+        self._vocab: Vocabulary = (*table, pieces, bounds, is_continuation)
         self._max_piece = max(len(k) for k in keys)
         self._max_chars = max_input_chars_per_word
         self._unk_id = vocab[unk_token]
@@ -325,18 +317,12 @@ class FastWordPiece:
         lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
         text_bounds = np.concatenate([np.zeros(1, np.int64), np.cumsum(lengths)])
         data = np.frombuffer("".join(texts).encode("ascii"), dtype=np.uint8)
-        table_id, table_hash, table_key = self._table
         return _encode(
             data,
             text_bounds,
             self._classes,
             self._folded,
-            table_id,
-            table_hash,
-            table_key,
-            self._pieces,
-            self._bounds,
-            self._continuation,
+            self._vocab,
             self._max_piece,
             self._max_chars,
             self._unk_id,
