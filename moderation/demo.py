@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from moderation.config import default_config_path, load_settings
-from moderation.localstack import LocalPipeline
 from moderation.storage.queries import VerdictFilter, action_counts, verdict_rows
-from moderation.synthetic import post_stream
+from moderation.testing.pipeline import LocalPipeline
+from moderation.testing.synthetic import post_stream
 
 MALFORMED = [
     b"this is not JSON",

@@ -5,9 +5,16 @@
     ├── PluginError                  a plugin failed to load or broke its contract (names the plugin)
     ├── DeviceUnavailable            a scheme needs a device this machine does not have (e.g. CUDA)
     ├── InvalidPost                  one input message is unusable: dead-letter it, never retry it
-    └── RetryableError               a dependency is down; the same work will succeed later
-        ├── StorageUnavailable       PostgreSQL cannot be reached or refused the transaction
-        └── BrokerUnavailable        Kafka or the Celery broker cannot be reached
+    ├── RetryableError               a dependency is down; the same work will succeed later
+    │   ├── StorageUnavailable       PostgreSQL cannot be reached or refused the transaction
+    │   ├── BrokerUnavailable        Kafka or the Celery broker cannot be reached
+    │   └── StateStoreError          the plugins' shared state (Redis) cannot be reached
+    ├── AuthError                    a login, a user or a role could not be created, found or checked
+    └── ReviewError                  a review-service request that cannot be honoured
+        ├── NotFound                 no such post, or not visible to this principal (404, on purpose the same)
+        ├── Forbidden                the principal's role does not allow it (403)
+        ├── Conflict                 the post is leased by someone else or already decided (409)
+        └── Invalid                  the request's content is unusable (422)
 
 Errors from libraries underneath (psycopg2, kafka-python, pydantic) are translated into these at one
 boundary each, so callers decide "dead-letter" versus "retry" by type alone.
@@ -58,3 +65,31 @@ class StorageUnavailable(RetryableError):
 
 class BrokerUnavailable(RetryableError):
     """Kafka or the Celery broker could not be reached."""
+
+
+class StateStoreError(RetryableError):
+    """The shared state backend (Redis) could not be reached or failed; the same call may succeed later."""
+
+
+class AuthError(ModerationError):
+    """A user-administration or authentication step failed (weak password, unknown user or role)."""
+
+
+class ReviewError(ModerationError):
+    """A review-service request that cannot be honoured; the subclass says which HTTP answer it maps to."""
+
+
+class NotFound(ReviewError):
+    """The post does not exist, or the principal may not see it (the two are indistinguishable on purpose)."""
+
+
+class Forbidden(ReviewError):
+    """The principal is known but its role does not allow the action."""
+
+
+class Conflict(ReviewError):
+    """The action clashes with the post's state: leased by someone else, or already decided."""
+
+
+class Invalid(ReviewError):
+    """The request's content is unusable (a reason too long, an unknown action)."""

@@ -17,7 +17,7 @@ from moderation.review import auth
 from moderation.storage import migrate
 from moderation.storage.database import create_database_if_missing, drop_database, make_engine
 from moderation.storage.writes import store_batch
-from moderation.synthetic import human_posts, watermarked_post
+from moderation.testing.synthetic import human_posts, watermarked_post
 
 PASSWORD = "correct horse battery"
 USERS = {  # username: {tenant: role}

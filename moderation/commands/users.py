@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
     from moderation.endpoints import Endpoints
+    from moderation.errors import AuthError
     from moderation.review import auth
     from moderation.storage.database import make_engine
     from moderation.storage.models import MembershipRow, UserRow
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                     ).all()
                     shown = ", ".join(f"{t}:{r}" for t, r in roles) or "(no roles)"
                     print(f"{u.username}{' (disabled)' if u.disabled else ''}  {shown}")
-    except auth.AuthError as exc:
+    except AuthError as exc:
         print(f"moderation: {exc}", file=sys.stderr)
         return 1
     finally:

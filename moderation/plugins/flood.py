@@ -60,8 +60,8 @@ import numpy as np
 import numpy.typing as npt
 
 from moderation.config import Settings
-from moderation.errors import ConfigError
-from moderation.plugins.state import StateStore, StateStoreError, number_option, store_from_options, to_ms
+from moderation.errors import ConfigError, StateStoreError
+from moderation.plugins.state import StateStore, number_option, store_from_options, to_ms
 from moderation.posts import Post
 from moderation.signals import Signal
 

@@ -23,7 +23,8 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from moderation.config import Settings
-from moderation.plugins.state import StateStore, StateStoreError, number_option, store_from_options
+from moderation.errors import StateStoreError
+from moderation.plugins.state import StateStore, number_option, store_from_options
 from moderation.posts import Post
 from moderation.signals import Signal
 

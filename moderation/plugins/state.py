@@ -29,16 +29,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from moderation.errors import ConfigError, RetryableError
+from moderation.errors import ConfigError, StateStoreError
 
 DEFAULT_PREFIX = "moderation:"
 
 # (key, member, timestamp in seconds): one member added to one key's window.
 WindowEntry = tuple[str, str, float]
-
-
-class StateStoreError(RetryableError):
-    """The shared state backend (Redis) could not be reached or failed; the same call may succeed later."""
 
 
 def to_ms(ts: float) -> int:

@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, Engine
 
+from moderation.errors import Conflict, Forbidden, Invalid, NotFound
 from moderation.review import auth, service
 from moderation.review.auth import Principal
 from moderation.review.evidence import passages, segments
@@ -31,10 +32,10 @@ from moderation.review.settings import ReviewSettings
 SESSION_COOKIE = "moderation_session"
 # The service's refusals as HTTP statuses.
 STATUS_OF: dict[type[Exception], int] = {
-    service.NotFound: 404,
-    service.Forbidden: 403,
-    service.Conflict: 409,
-    service.Invalid: 422,
+    NotFound: 404,
+    Forbidden: 403,
+    Conflict: 409,
+    Invalid: 422,
 }
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 

@@ -17,17 +17,13 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, delete, insert, select, update
 
-from moderation.errors import ModerationError
+from moderation.errors import AuthError
 from moderation.storage.models import ROLES, ApiTokenRow, MembershipRow, SessionRow, UserRow
 
 RANK = {role: i for i, role in enumerate(ROLES)}
 _hasher = PasswordHasher()  # argon2id with the library's (OWASP-recommended) parameters
 # Verifying against this keeps the time of a login for an unknown user like that of a known one.
 _DUMMY_HASH = _hasher.hash("not a real password")
-
-
-class AuthError(ModerationError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from moderation.errors import ModerationError
+from moderation.errors import Conflict, Forbidden, Invalid, NotFound
 from moderation.review.auth import Principal
 from moderation.review.explain import explain
 from moderation.storage.queries import signals_for
@@ -26,22 +26,6 @@ from moderation.storage.queries import signals_for
 QUEUED_ACTIONS = ("review", "quarantine")
 FINDINGS = ("watermarked", "spam", "flood", "near_duplicate", "rate_exceeded")
 FINAL_ACTIONS = ("allow", "label", "quarantine", "block")
-
-
-class NotFound(ModerationError):
-    """The post does not exist, or the principal may not see it (the two are indistinguishable on purpose)."""
-
-
-class Forbidden(ModerationError):
-    pass
-
-
-class Conflict(ModerationError):
-    pass
-
-
-class Invalid(ModerationError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ from sqlalchemy import text
 from moderation.config import default_config_path, parse_settings
 from moderation.engine import Engine
 from moderation.kafka_io import make_producer
-from moderation.localstack import LocalPipeline
 from moderation.posts import Post
+from moderation.testing.pipeline import LocalPipeline
 from tests.benchmarks.common import distinct_posts, machine
 
 

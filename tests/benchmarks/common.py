@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from moderation.config import Settings, WatermarkScheme, parse_settings
-from moderation.synthetic import stdlib_prose
+from moderation.testing.synthetic import stdlib_prose
 
 
 def distinct_posts(n: int, words: int = 150, offset: int = 0) -> list[str]:

@@ -1,7 +1,7 @@
 """Detection quality at the default false-positive target, on realistic-strength watermarks.
 
 Watermarked posts: transformers' WatermarkLogitsProcessor over a low-entropy bigram language model (see
-moderation/synthetic.py), demo scheme (lefthash, gamma 0.25, delta 2.0). Human posts: stretches of
+moderation/testing/synthetic.py), demo scheme (lefthash, gamma 0.25, delta 2.0). Human posts: stretches of
 English prose from the Python standard library plus repetitive posts (chants, lists, spam).
 Reports the detection rate by length bucket, the measured false-positive rate, the rate under each
 attack (emoji, zero-width, homoglyphs) relative to clean, and the copy-paste case (a 128-token passage
@@ -15,7 +15,7 @@ import argparse
 import time
 
 from moderation.config import load_settings
-from moderation.synthetic import (
+from moderation.testing.synthetic import (
     emoji_attack,
     homoglyph_attack,
     human_posts,

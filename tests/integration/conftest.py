@@ -1,5 +1,5 @@
 """Integration tests: real PostgreSQL, Redis (Celery broker and results), the embedded Kafka-protocol
-broker, and real `moderation worker` / `moderation consume` processes (see moderation/localstack.py)."""
+broker, and real `moderation worker` / `moderation consume` processes (see moderation/testing/pipeline.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from moderation.config import default_config_path, load_settings
-from moderation.localstack import LocalPipeline
-from moderation.synthetic import human_posts, watermarked_post
+from moderation.testing.pipeline import LocalPipeline
+from moderation.testing.synthetic import human_posts, watermarked_post
 
 # Celery traffic of the tests goes to Redis databases of their own; each pipeline also gets its own queue.
 os.environ.setdefault("MODERATION_CELERY_BROKER", "redis://127.0.0.1:6379/14")

@@ -19,7 +19,7 @@ from kafka import TopicPartition
 from sqlalchemy import text
 
 from moderation.kafka_io import make_consumer
-from moderation.localstack import LocalPipeline
+from moderation.testing.pipeline import LocalPipeline
 from tests.integration.conftest import metric_value
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from moderation.posts import Post
 from moderation.review.app import create_app
 from moderation.review.settings import ReviewSettings
 from moderation.storage.writes import store_batch
-from moderation.synthetic import watermarked_post
+from moderation.testing.synthetic import watermarked_post
 from tests.review_data import PASSWORD, review_database
 
 pytestmark = pytest.mark.integration

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from moderation.config import parse_settings
-from moderation.errors import ConfigError
+from moderation.errors import ConfigError, StateStoreError
 from moderation.plugins.rate import RatePlugin, rate_score
-from moderation.plugins.state import StateStoreError, WindowEntry
+from moderation.plugins.state import WindowEntry
 from moderation.posts import Post
 from moderation.signals import Signal
 

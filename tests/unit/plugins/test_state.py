@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from moderation.config import parse_settings
-from moderation.errors import ConfigError
+from moderation.errors import ConfigError, StateStoreError
 from moderation.plugins.flood import FloodPlugin
 from moderation.plugins.rate import RatePlugin
-from moderation.plugins.state import MemoryStore, RedisStore, StateStore, StateStoreError, store_from_options
+from moderation.plugins.state import MemoryStore, RedisStore, StateStore, store_from_options
 from moderation.posts import Post
 from tests.unit.plugins.test_flood import SLOTS, TEMPLATE, copies
 

@@ -12,7 +12,7 @@ import pytest
 from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizers
 
 from moderation.config import BUNDLED_TOKENIZER
-from moderation.synthetic import stdlib_prose
+from moderation.testing.synthetic import stdlib_prose
 from moderation.watermark.tokenization import encode_batch, load_tokenizer, resolve_tokenizer_path
 from moderation.watermark.wordpiece import FastWordPiece
 

@@ -24,10 +24,11 @@ from typing import IO, Any
 from sqlalchemy import make_url
 
 from moderation.endpoints import DEFAULT_DATABASE_URL, Endpoints
-from moderation.kafka_io import EmbeddedBroker, ensure_topics, free_port, make_producer, start_embedded_broker
+from moderation.kafka_io import ensure_topics, make_producer
 from moderation.storage import migrate
 from moderation.storage.database import create_database_if_missing, drop_database, make_engine
 from moderation.storage.queries import verdict_count
+from moderation.testing.broker import EmbeddedBroker, free_port, start_embedded_broker
 
 
 def _pids_of_children(pid: int) -> list[int]:
