@@ -1,4 +1,8 @@
-"""The read side: verdicts with their signals, filtered the way moderators and `moderation verdicts` ask."""
+"""The read side: verdicts with their signals, filtered the way moderators and `moderation verdicts` ask.
+
+Every query shows each post once, at its current revision (`verdicts.revision = posts.revision`), unless
+it says otherwise (`VerdictFilter.history`).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,22 @@ from typing import Any
 from sqlalchemy import Connection, case, func, select, tuple_
 from sqlalchemy.orm import Session
 
-from moderation.storage.models import PostRow, ReviewEventRow, SignalRow, VerdictRow
+from moderation.storage.models import BatchReceiptRow, PostRow, ReviewEventRow, SignalRow, VerdictRow
+
+# The join that keeps only each post's current verdict.
+CURRENT = (
+    (PostRow.tenant == VerdictRow.tenant)
+    & (PostRow.post_id == VerdictRow.post_id)
+    & (PostRow.revision == VerdictRow.revision)
+)
+
+
+def completed_batches(conn: Connection, batch_ids: Sequence[str]) -> set[str]:
+    """Which of these batches are durably stored (have a receipt). One primary-key lookup."""
+    if not batch_ids:
+        return set()
+    rows = conn.execute(select(BatchReceiptRow.batch_id).where(BatchReceiptRow.batch_id.in_(list(batch_ids))))
+    return {r for (r,) in rows}
 
 
 @dataclass(frozen=True)
@@ -23,15 +42,21 @@ class VerdictFilter:
     # pending (waiting for a moderator) | escalated | decided | none (never queued)
     review_state: str | None = None
     limit: int | None = None
+    # Every revision's verdict (edits), not only the current one.
+    history: bool = False
 
 
 def _latest_decision(column: Any) -> Any:
-    """The latest moderator decision's `column` for the verdict's post (None when nobody decided)."""
+    """The latest moderator decision's `column` for the verdict's revision (None when nobody decided it).
+
+    A decision applies to the revision the moderator saw: after an edit the new revision is reviewed afresh.
+    """
     return (
         select(column)
         .where(
             ReviewEventRow.tenant == VerdictRow.tenant,
             ReviewEventRow.post_id == VerdictRow.post_id,
+            ReviewEventRow.revision == VerdictRow.revision,
             ReviewEventRow.kind == "decided",
         )
         .order_by(ReviewEventRow.at.desc(), ReviewEventRow.id.desc())
@@ -57,6 +82,8 @@ def verdict_rows(conn: Connection, flt: VerdictFilter) -> list[dict[str, Any]]:
             VerdictRow.id,
             VerdictRow.tenant,
             VerdictRow.post_id,
+            VerdictRow.revision,
+            PostRow.revision.label("current_revision"),
             VerdictRow.action,
             VerdictRow.score,
             VerdictRow.policy_version,
@@ -67,7 +94,12 @@ def verdict_rows(conn: Connection, flt: VerdictFilter) -> list[dict[str, Any]]:
             decided_action.label("decided_action"),
             state.label("review_state"),
         )
-        .join(PostRow, (PostRow.tenant == VerdictRow.tenant) & (PostRow.post_id == VerdictRow.post_id))
+        .join(
+            PostRow,
+            CURRENT
+            if not flt.history
+            else (PostRow.tenant == VerdictRow.tenant) & (PostRow.post_id == VerdictRow.post_id),
+        )
         .order_by(VerdictRow.decided_at.desc(), VerdictRow.id.desc())
     )
     if flt.tenant is not None:
@@ -88,6 +120,8 @@ def verdict_rows(conn: Connection, flt: VerdictFilter) -> list[dict[str, Any]]:
         {
             "id": r.post_id,
             "tenant": r.tenant,
+            "revision": r.revision,
+            "current": r.revision == r.current_revision,
             "author": r.author,
             "action": r.action,
             "score": r.score,
@@ -124,24 +158,33 @@ def signals_for(
 
 
 def action_counts(conn: Connection, tenant: str | None = None) -> Counter[tuple[str, str]]:
-    """(tenant, action) -> number of verdicts."""
-    q = select(VerdictRow.tenant, VerdictRow.action, func.count()).group_by(VerdictRow.tenant, VerdictRow.action)
+    """(tenant, action) -> number of posts whose current verdict has that action."""
+    q = (
+        select(VerdictRow.tenant, VerdictRow.action, func.count())
+        .join(PostRow, CURRENT)
+        .group_by(VerdictRow.tenant, VerdictRow.action)
+    )
     if tenant is not None:
         q = q.where(VerdictRow.tenant == tenant)
     return Counter({(t, a): n for t, a, n in conn.execute(q)})
 
 
 def verdict_count(conn: Connection) -> int:
-    return int(conn.execute(select(func.count()).select_from(VerdictRow)).scalar_one())
+    """Posts that have a current verdict (each post counts once, however often it was edited)."""
+    return int(conn.execute(select(func.count()).select_from(VerdictRow).join(PostRow, CURRENT)).scalar_one())
 
 
 def stored_verdicts(conn: Connection, keys: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-    """The stored verdicts of these (tenant, post_id), in the output topic's shape (no evidence)."""
+    """The current verdicts of these (tenant, post_id), in the output topic's shape (no evidence)."""
     if not keys:
         return []
     rows = (
         Session(bind=conn)
-        .scalars(select(VerdictRow).where(tuple_(VerdictRow.tenant, VerdictRow.post_id).in_(list(keys))))
+        .scalars(
+            select(VerdictRow)
+            .join(PostRow, CURRENT)
+            .where(tuple_(VerdictRow.tenant, VerdictRow.post_id).in_(list(keys)))
+        )
         .all()
     )
     by_verdict = signals_for(conn, [r.id for r in rows])
@@ -149,6 +192,7 @@ def stored_verdicts(conn: Connection, keys: Sequence[tuple[str, str]]) -> list[d
         {
             "id": r.post_id,
             "tenant": r.tenant,
+            "revision": r.revision,
             "action": r.action,
             "score": r.score,
             "policy_version": r.policy_version,
