@@ -1,8 +1,14 @@
 """The tables. Alembic migrations (migrations/versions/) create them; a test checks both agree.
 
 Keys: a post is identified by (tenant, post_id) everywhere — ids are the platform's own and only unique
-within one tenant. Exactly one automatic verdict per post (a unique constraint, so a redelivered post
-can never make a second one); a verdict has one row per plugin signal with its evidence.
+within one tenant. A post has revisions: an edit (same key, different text) is a new revision, moderated
+again; `posts` holds the current one (its `revision` points at it), `post_revisions` every one. Exactly
+one automatic verdict per revision (a unique constraint, so a redelivered post can never make a second
+one); the current verdict is the one whose revision equals `posts.revision`. A verdict has one row per
+plugin signal with its evidence.
+
+The outbox holds the Kafka messages (verdicts, worker-side dead letters) written in the same transaction
+as the verdicts; a relay publishes them (workers/outbox.py). A batch receipt says a whole batch is stored.
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
     UniqueConstraint,
     func,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -62,11 +70,42 @@ class PostRow(Base):
     source_topic: Mapped[str | None] = mapped_column(String(255))
     source_partition: Mapped[int | None] = mapped_column(Integer)
     source_offset: Mapped[int | None] = mapped_column(BigInteger)
+    # The current revision (what the platform shows now) and how many revisions exist (the highest number).
+    revision: Mapped[int] = mapped_column(Integer, server_default="1")
+    revision_count: Mapped[int] = mapped_column(Integer, server_default="1")
+    # sha256 (hex) of the current revision's text; kept when retention erases the text.
+    content_hash: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         # The author's other posts, newest first (review page) and per-author queries.
         Index("ix_posts_tenant_author_created_at", "tenant", "author", "created_at"),
         Index("ix_posts_received_at", "received_at"),
+    )
+
+
+class PostRevisionRow(Base):
+    """Every revision of a post, oldest first: the history kept when a post is edited."""
+
+    __tablename__ = "post_revisions"
+
+    tenant: Mapped[str] = mapped_column(String(128), primary_key=True)
+    post_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    author: Mapped[str | None] = mapped_column(String(256))
+    text: Mapped[str | None] = mapped_column(Text)
+    text_erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    source_topic: Mapped[str | None] = mapped_column(String(255))
+    source_partition: Mapped[int | None] = mapped_column(Integer)
+    source_offset: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant", "post_id"], ["posts.tenant", "posts.post_id"], name="fk_post_revisions_post", ondelete="CASCADE"
+        ),
+        Index("ix_post_revisions_received_at", "received_at"),
     )
 
 
@@ -76,6 +115,7 @@ class VerdictRow(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     tenant: Mapped[str] = mapped_column(String(128))
     post_id: Mapped[str] = mapped_column(String(256))
+    revision: Mapped[int] = mapped_column(Integer, server_default="1")
     action: Mapped[str] = mapped_column(String(16))
     score: Mapped[float] = mapped_column(Float)
     policy_version: Mapped[str] = mapped_column(String(64))
@@ -83,9 +123,12 @@ class VerdictRow(Base):
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (
-        UniqueConstraint("tenant", "post_id", name="uq_verdicts_tenant_post_id"),
+        UniqueConstraint("tenant", "post_id", "revision", name="uq_verdicts_tenant_post_id_revision"),
         ForeignKeyConstraint(
-            ["tenant", "post_id"], ["posts.tenant", "posts.post_id"], name="fk_verdicts_post", ondelete="CASCADE"
+            ["tenant", "post_id", "revision"],
+            ["post_revisions.tenant", "post_revisions.post_id", "post_revisions.revision"],
+            name="fk_verdicts_revision",
+            ondelete="CASCADE",
         ),
         CheckConstraint(f"action IN {ACTIONS!r}", name="action_known"),
         # The review queue and `moderation verdicts`: by tenant, action, newest first.
@@ -238,6 +281,8 @@ class ReviewEventRow(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     username: Mapped[str] = mapped_column(String(64))  # kept even if the user is deleted
+    # The revision the moderator saw: a decision applies to that revision only (an edit is reviewed afresh).
+    revision: Mapped[int | None] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (
@@ -250,3 +295,49 @@ class ReviewEventRow(Base):
         Index("ix_review_events_tenant_post_id_at", "tenant", "post_id", "at"),
         Index("ix_review_events_tenant_at", "tenant", "at"),
     )
+
+
+# ---- delivery: the outbox and batch receipts ------------------------------------------------------------
+
+
+class OutboxRow(Base):
+    """A Kafka message to publish, written in the transaction that stored what it announces.
+
+    The relay (workers/outbox.py) publishes unpublished rows in id order and sets `published_at` only after
+    the broker acknowledged (acks=all); `moderation db prune` deletes published rows after a day.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(String(512))
+
+    __table_args__ = (
+        # The relay's scan: unpublished rows in order; stays small however large the table grows.
+        Index("ix_outbox_unpublished", "id", postgresql_where=sql_text("published_at IS NULL")),
+        Index("ix_outbox_published_at", "published_at"),
+    )
+
+
+class BatchReceiptRow(Base):
+    """Proof that a batch is durably stored (verdicts, dead letters, outbox rows): written in that transaction.
+
+    The consumer asks for receipts (queries.completed_batches) to know which batches it may commit.
+    """
+
+    __tablename__ = "batch_receipts"
+
+    batch_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    posts: Mapped[int] = mapped_column(Integer)
+    stored: Mapped[int] = mapped_column(Integer)
+    redelivered: Mapped[int] = mapped_column(Integer)
+    dead_lettered: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (Index("ix_batch_receipts_stored_at", "stored_at"),)
