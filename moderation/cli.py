@@ -8,10 +8,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from moderation.errors import ConfigError, DeviceUnavailable, ModerationError
+from moderation.errors import ConfigError, DeviceUnavailable, ModerationError, PluginError
 
 # Subcommand modules, in the order `moderation --help` lists them.
-COMMANDS = ("scan", "produce", "consume", "worker", "db", "verdicts", "users", "serve")
+COMMANDS = ("scan", "produce", "consume", "worker", "relay", "db", "verdicts", "users", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = args.func(args)
         return result
-    except (ConfigError, DeviceUnavailable) as exc:
+    except (ConfigError, DeviceUnavailable, PluginError) as exc:
         print(f"moderation: {exc}", file=sys.stderr)
         return 2
     except ModerationError as exc:

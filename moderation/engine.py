@@ -15,10 +15,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from moderation import metrics
 from moderation.config import Settings
 from moderation.errors import PluginError
-from moderation.plugins.registry import load_plugin_class
-from moderation.policy import Policy
+from moderation.plugins.base import Plugin
+from moderation.plugins.registry import build_plugin, check_signals
+from moderation.policy import PluginWeight, Policy
 from moderation.posts import Post
 from moderation.signals import Signal, Verdict
 
@@ -39,11 +41,10 @@ def _plugin_plan(raw: Mapping[str, Any], tenant: str | None) -> list[tuple[str, 
 
 
 class Engine:
-    def __init__(self, settings: Settings, plugins: Sequence[Any] | None = None) -> None:
+    def __init__(self, settings: Settings, plugins: Sequence[Plugin] | None = None) -> None:
         """Load the plugins the config enables, or use `plugins` (already built) for every tenant."""
         self.settings = settings
-        self.policy = Policy(settings.policy)
-        self._instances: dict[tuple[str, str], Any] = {}
+        self._instances: dict[tuple[str, str], Plugin] = {}
         self._fixed = list(plugins) if plugins is not None else None
         raw = settings.plugins
         not_tables = sorted(t for t, o in raw.get("tenants", {}).items() if not isinstance(o, Mapping))
@@ -53,21 +54,24 @@ class Engine:
         self.default_plugins = self._plugins_for(None)
         for tenant in raw.get("tenants", {}):
             self._plugins_for(tenant)
+        declared = {p.name: PluginWeight(p.default_weight, p.default_cap) for p in self.plugins}
+        self.policy = Policy(settings.policy, declared)
+        self._by_name = {p.name: p for p in self.plugins}
 
     @property
-    def plugins(self) -> list[Any]:
+    def plugins(self) -> list[Plugin]:
         """Every distinct plugin instance (for metrics such as the detector's device)."""
         return list(self._fixed) if self._fixed is not None else list(self._instances.values())
 
-    def _plugins_for(self, tenant: str | None) -> list[Any]:
+    def _plugins_for(self, tenant: str | None) -> list[Plugin]:
         if self._fixed is not None:
             return self._fixed
         out = []
         for name, options in _plugin_plan(self.settings.plugins, tenant):
             key = (name, json.dumps(options, sort_keys=True, default=str))
             if key not in self._instances:
-                cls = load_plugin_class(name)
-                self._instances[key] = cls(self.settings, options)
+                where = f"plugins.tenants.{tenant}.{name}" if tenant else f"plugins.{name}"
+                self._instances[key] = build_plugin(name, self.settings, options, where)
             out.append(self._instances[key])
         return out
 
@@ -75,8 +79,8 @@ class Engine:
         """Every enabled plugin's signals for each post. `timer(plugin_name, seconds)` sees each plugin's time."""
         per_post: list[list[Signal]] = [[] for _ in posts]
         # Group posts by the plugin instance that must see them, keeping each group in stream order.
-        groups: dict[int, tuple[Any, list[int]]] = {}
-        plans: dict[str, list[Any]] = {}
+        groups: dict[int, tuple[Plugin, list[int]]] = {}
+        plans: dict[str, list[Plugin]] = {}
         for index, post in enumerate(posts):
             if post.tenant not in plans:
                 plans[post.tenant] = self._plugins_for(post.tenant)
@@ -88,8 +92,7 @@ class Engine:
             results = plugin.evaluate(subset)
             if timer is not None:
                 timer(plugin.name, time.perf_counter() - started)
-            if len(results) != len(subset):
-                raise PluginError(plugin.name, f"returned {len(results)} results for {len(subset)} posts")
+            check_signals(plugin, results, len(subset))
             for i, signals in zip(indexes, results, strict=True):
                 per_post[i].extend(signals)
         return per_post
@@ -98,3 +101,16 @@ class Engine:
         if not posts:
             return []
         return [self.policy.decide(p, s) for p, s in zip(posts, self.signals(posts, timer), strict=True)]
+
+    def observe(self, verdicts: Sequence[Verdict]) -> None:
+        """Count stored verdicts and their signals in the metrics, the plugins' own included."""
+        for v in verdicts:
+            metrics.VERDICTS.labels(v.tenant, v.action.value).inc()
+            for plugin in v.degraded:
+                metrics.DEGRADED_VERDICTS.labels(plugin).inc()
+            for s in v.signals:
+                outcome = "abstained" if s.abstained else ("finding" if s.finding else "clean")
+                metrics.SIGNALS.labels(s.plugin, s.label or s.reason or "none", outcome).inc()
+                source = self._by_name.get(s.plugin)
+                if source is not None:
+                    source.observe(s)

@@ -5,6 +5,7 @@
     ├── PluginError                  a plugin failed to load or broke its contract (names the plugin)
     ├── DeviceUnavailable            a scheme needs a device this machine does not have (e.g. CUDA)
     ├── InvalidPost                  one input message is unusable: dead-letter it, never retry it
+    │   └── StorageRejected          PostgreSQL refused a post's content (a data or constraint error)
     ├── RetryableError               a dependency is down; the same work will succeed later
     │   ├── StorageUnavailable       PostgreSQL cannot be reached or refused the transaction
     │   ├── BrokerUnavailable        Kafka or the Celery broker cannot be reached
@@ -24,6 +25,14 @@ No message built here may contain a secret: watermark keys and passwords are nev
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+# Fields whose values are secrets: a validation message names them but never repeats what was given.
+SECRET_FIELDS = frozenset({"hashing_key", "password", "secret", "token", "state"})  # state: a Redis URL
+
 
 class ModerationError(Exception):
     """Base class of every error raised by this package."""
@@ -31,6 +40,20 @@ class ModerationError(Exception):
 
 class ConfigError(ModerationError):
     """The configuration is unusable. The message names the field, the bad value and what was expected."""
+
+
+def format_validation_error(heading: str, err: ValidationError, prefix: str = "") -> str:
+    """The one way a pydantic ValidationError becomes a message: a heading, then one line per problem naming
+    the field (with `prefix`, e.g. "plugins.spam."), what is wrong, and the value given unless it is a secret
+    or a whole table."""
+    lines = [heading]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        field = str(e["loc"][-1]) if e["loc"] else ""
+        shown = "input" in e and field not in SECRET_FIELDS and not isinstance(e["input"], dict)
+        got = f" (got {e['input']!r})" if shown else ""
+        lines.append(f"  {prefix}{loc}: {e['msg'].removeprefix('Value error, ')}{got}")
+    return "\n".join(lines)
 
 
 class PluginError(ModerationError):
@@ -53,6 +76,16 @@ class InvalidPost(ModerationError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class StorageRejected(InvalidPost):
+    """PostgreSQL refused the content of a write (SQLSTATE class 22 or 23): the same rows will fail again.
+
+    Raised by moderation.storage.database.translate_errors; `sqlstate` is PostgreSQL's code."""
+
+    def __init__(self, detail: str, sqlstate: str | None = None) -> None:
+        super().__init__("storage_rejected", detail)
+        self.sqlstate = sqlstate
 
 
 class RetryableError(ModerationError):

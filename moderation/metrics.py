@@ -17,11 +17,10 @@ POSTS_CONSUMED = Counter("moderation_posts_consumed_total", "Messages read from 
 DEAD_LETTERS = Counter(
     "moderation_dead_letters_total", "Messages sent to the dead-letter topic, by reason.", ["reason"]
 )
-CONSUMER_LAG = Gauge(
-    "moderation_consumer_lag_messages",
-    "Messages in the partition not yet read by the consumer (log end offset - position).",
-    ["topic", "partition"],
-    multiprocess_mode="max",
+CONSUMER_GROUP_LAG = Gauge(
+    "moderation_consumer_group_lag_messages",
+    "Committed lag: log end offset - the group's committed offset, measured from outside (moderation lag).",
+    ["group", "topic", "partition"],
 )
 BATCHES_IN_FLIGHT = Gauge(
     "moderation_batches_in_flight", "Batches sent to workers and not yet stored.", multiprocess_mode="livesum"
@@ -44,6 +43,16 @@ END_TO_END_SECONDS = Histogram(
 
 # ---- workers --------------------------------------------------------------------------------------
 VERDICTS = Counter("moderation_verdicts_total", "Verdicts stored, by tenant and action.", ["tenant", "action"])
+SIGNALS = Counter(
+    "moderation_plugin_signals_total",
+    "Signals of stored verdicts, by plugin, label (or abstention reason) and outcome (finding, clean, abstained).",
+    ["plugin", "label", "outcome"],
+)
+DEGRADED_VERDICTS = Counter(
+    "moderation_degraded_verdicts_total",
+    "Verdicts made while a plugin could not run (e.g. its shared state was down), by that plugin.",
+    ["plugin"],
+)
 REDELIVERED = Counter(
     "moderation_posts_redelivered_total", "Posts that arrived again and already had a verdict (left unchanged)."
 )
@@ -74,6 +83,31 @@ ERRORS = Counter("moderation_errors_total", "Errors by component and kind (retri
 TASK_RETRIES = Counter("moderation_task_retries_total", "Batches retried by a worker, by cause.", ["cause"])
 DEVICE = Gauge(
     "moderation_detector_device_info", "1 for the device the detector runs on.", ["device"], multiprocess_mode="max"
+)
+
+
+# ---- review service -------------------------------------------------------------------------------
+REVIEW_EVIDENCE_READS = Counter(
+    "moderation_review_evidence_reads_total",
+    "Post reads that carried per-token watermark evidence, by the reader's role and outcome (shown, withheld_*).",
+    ["role", "outcome"],
+)
+REVIEW_LOGINS_REFUSED = Counter(
+    "moderation_review_logins_refused_total",
+    "Logins refused, by reason (wrong_password, throttled_address, throttled_account, busy).",
+    ["reason"],
+)
+
+
+# ---- outbox relay (runs beside each worker; its metrics are served with the worker's) -------------------
+OUTBOX_PUBLISHED = Counter("moderation_outbox_published_total", "Outbox messages the broker acknowledged.")
+OUTBOX_FAILURES = Counter(
+    "moderation_outbox_failures_total", "Outbox messages not acknowledged in a round (kept, retried later)."
+)
+OUTBOX_OLDEST_SECONDS = Gauge(
+    "moderation_outbox_oldest_unpublished_seconds",
+    "Age of the oldest outbox message not yet published (0 when none): the relay's backlog.",
+    multiprocess_mode="livemax",
 )
 
 

@@ -51,19 +51,22 @@ import time
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC
 from functools import lru_cache
-from typing import Any, ClassVar
+from typing import Annotated, ClassVar, cast
 from urllib.parse import quote
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import Field, StrictBool, model_validator
 
 from moderation.config import Settings
-from moderation.errors import ConfigError, StateStoreError
-from moderation.plugins.state import StateStore, number_option, store_from_options, to_ms
+from moderation.errors import StateStoreError
+from moderation.plugins.base import Plugin, PluginOptions, SignalDetails, StoredSignal
+from moderation.plugins.state import StateOptions, StateStore, event_seconds, store_from_options, to_ms
+from moderation.plugins.text import URL
 from moderation.posts import Post
 from moderation.signals import Signal
+from moderation.watermark.normalize import is_invisible
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +78,6 @@ MAX_EVIDENCE = 10
 U64 = npt.NDArray[np.uint64]
 U32 = npt.NDArray[np.uint32]
 
-_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
-# Invisible format characters (zero-width, bidi controls, word joiners, BOM, soft hyphen, Mongolian vowel
-# separator): removed before tokenising, so that inserting them cannot split words and shingles.
-_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff]")
 _WORD = re.compile(r"[^\W_]+")
 _URL_WORD = "xurlx"
 
@@ -103,8 +102,10 @@ def mix64(x: U64) -> U64:
 
 def normalise_words(text: str) -> list[str]:
     """The words shingles are made of: see the module docstring for why each step is there."""
-    text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
-    text = _URL.sub(f" {_URL_WORD} ", text).lower()
+    text = unicodedata.normalize("NFKC", text)
+    if not text.isascii():  # invisible format characters would split words and shingles
+        text = "".join(ch for ch in text if not is_invisible(ch))
+    text = URL.sub(f" {_URL_WORD} ", text).lower()
     return ["0" if w.isdigit() else w for w in _WORD.findall(text)]
 
 
@@ -196,45 +197,63 @@ def _decode_record(raw: bytes, num_perm: int) -> _Record | None:
     return _Record(ts_ms=ts_ms, author=author, sig=sig, cluster=cluster)
 
 
-def _event_ms(post: Post, now: float) -> int:
-    if post.created_at is None:
-        return to_ms(now)
-    created = post.created_at if post.created_at.tzinfo is not None else post.created_at.replace(tzinfo=UTC)
-    return to_ms(created.timestamp())
+class FloodOptions(StateOptions):
+    window_seconds: Annotated[float, Field(ge=1.0)] = 3600.0
+    # Estimated Jaccard similarity of word shingles at which two posts are near-duplicates.
+    similarity: Annotated[float, Field(ge=0.0, le=1.0)] = 0.6
+    # Cluster size from which the label is "flood".
+    min_cluster: Annotated[int, Field(ge=2)] = 5
+    shingle_size: Annotated[int, Field(ge=1)] = 3
+    num_perm: Annotated[int, Field(ge=1)] = 64
+    bands: Annotated[int, Field(ge=1)] = 16
+    min_shingles: Annotated[int, Field(ge=1)] = 5
+    seed: Annotated[int, Field(ge=0)] = 1
+    max_candidates: Annotated[int, Field(ge=1)] = 1000
+    chain: StrictBool = True
+
+    @model_validator(mode="after")
+    def _bands_divide(self) -> FloodOptions:
+        if self.num_perm % self.bands:
+            raise ValueError(f"num_perm ({self.num_perm}) must be a multiple of bands ({self.bands})")
+        return self
 
 
-class FloodPlugin:
-    """Options (defaults): `window_seconds` (3600), `similarity` (0.6), `min_cluster` (5), `shingle_size` (3),
-    `num_perm` (64), `bands` (16), `min_shingles` (5), `seed` (1), `max_candidates` (1000), `chain` (true),
-    `state` ("memory" | redis:// URL), `state_prefix` ("moderation:")."""
+class FloodDetails(SignalDetails):
+    cluster_size: int
+    similar_posts: int
+    distinct_authors: int
+    max_similarity: float
+    candidates: int
+    shingles: int
 
+
+class FloodAbstainDetails(SignalDetails):
+    shingles: int | None = None
+
+
+class FloodPlugin(Plugin):
     name: ClassVar[str] = "flood"
     version: ClassVar[str] = "1.0"
+    Options: ClassVar[type[PluginOptions]] = FloodOptions
+    Details: ClassVar[type[SignalDetails]] = FloodDetails
+    labels: ClassVar[dict[str, bool]] = {LABEL_FLOOD: True, LABEL_NEAR_DUPLICATE: True, LABEL_UNIQUE: False}
+    default_weight: ClassVar[float] = 0.5
+    default_cap: ClassVar[float] = 0.5
 
-    def __init__(self, settings: Settings, options: Mapping[str, Any], store: StateStore | None = None) -> None:
-        def num(key: str, default: float, minimum: float, integer: bool = True) -> float:
-            return number_option(options, self.name, key, default, minimum=minimum, integer=integer)
-
-        self.window_seconds = num("window_seconds", 3600, 1, integer=False)
-        self.similarity = num("similarity", 0.6, 0, integer=False)
-        if self.similarity > 1:
-            raise ConfigError(f"plugins.flood.similarity: must be <= 1, got {self.similarity}")
-        self.min_cluster = int(num("min_cluster", 5, 2))
-        self.shingle_size = int(num("shingle_size", 3, 1))
-        self.min_shingles = int(num("min_shingles", 5, 1))
-        self.max_candidates = int(num("max_candidates", 1000, 1))
-        chain = options.get("chain", True)
-        if not isinstance(chain, bool):
-            raise ConfigError(f"plugins.flood.chain: expected true or false, got {chain!r}")
-        self.chain = chain
-        num_perm, bands, seed = int(num("num_perm", 64, 1)), int(num("bands", 16, 1)), int(num("seed", 1, 0))
-        try:
-            self.hasher = MinHasher(num_perm, bands, seed)
-        except ValueError as exc:
-            raise ConfigError(f"plugins.flood: {exc}") from None
+    def __init__(self, settings: Settings, options: PluginOptions, store: StateStore | None = None) -> None:
+        super().__init__(settings, options)
+        opts = cast(FloodOptions, options)
+        self.window_seconds = opts.window_seconds
+        self.similarity = opts.similarity
+        self.min_cluster = opts.min_cluster
+        self.shingle_size = opts.shingle_size
+        self.min_shingles = opts.min_shingles
+        self.max_candidates = opts.max_candidates
+        self.chain = opts.chain
+        self.hasher = MinHasher(opts.num_perm, opts.bands, opts.seed)
         # Signatures from different parameters are incomparable: keep each configuration in its own keys.
-        self._ns = f"flood:v1:{self.shingle_size}:{num_perm}x{bands}:{seed}:"
-        self.store = store if store is not None else store_from_options(options, plugin=self.name)
+        self._ns = f"flood:v1:{self.shingle_size}:{opts.num_perm}x{opts.bands}:{opts.seed}:"
+        self.store = store if store is not None else store_from_options(opts, plugin=self.name)
 
     # -- keys ----------------------------------------------------------------------------------------------
 
@@ -246,19 +265,14 @@ class FloodPlugin:
 
     # -- evaluate ------------------------------------------------------------------------------------------
 
-    def _abstain(self, reason: str, **details: Any) -> Signal:
-        return Signal(
-            plugin=self.name, version=self.version, score=None, abstained=True, reason=reason, details=details
-        )
-
     def _prepare(self, index: int, post: Post, now: float) -> _Prepared | Signal:
         words = normalise_words(post.text)
         shingles = shingle_hashes(words, self.shingle_size)
         if len(shingles) < self.min_shingles:
-            return self._abstain("too_short", shingles=len(shingles))
+            return self.abstain("too_short", FloodAbstainDetails(shingles=len(shingles)))
         sig = self.hasher.signature(shingles)
         keys = [self._bucket_key(post.tenant, b) for b in self.hasher.band_hashes(sig)]
-        return _Prepared(index, post, _event_ms(post, now), sig, keys, len(shingles))
+        return _Prepared(index, post, to_ms(event_seconds(post, now)), sig, keys, len(shingles))
 
     def evaluate(self, posts: Sequence[Post]) -> list[list[Signal]]:
         now = time.time()
@@ -269,7 +283,7 @@ class FloodPlugin:
                 prepared = self._prepare(i, post, now)
             except Exception:  # one unreadable post abstains; it must not sink the batch
                 log.exception("flood: could not prepare post %r", post.id)
-                prepared = self._abstain("error")
+                prepared = self.abstain("error")
             if isinstance(prepared, Signal):
                 out[i] = prepared
             else:
@@ -281,8 +295,8 @@ class FloodPlugin:
             except StateStoreError as exc:
                 log.warning("flood: state store unavailable, abstaining for %d posts: %s", len(items), exc)
                 for item in items:
-                    out[item.index] = self._abstain("state_unavailable")
-        return [[s if s is not None else self._abstain("error")] for s in out]
+                    out[item.index] = self.abstain("state_unavailable", degraded=True)
+        return [[s if s is not None else self.abstain("error")] for s in out]
 
     def _cluster_key(self, tenant: str, cluster: str) -> str:
         return f"{self._ns}{quote(tenant, safe='')}:c:{quote(cluster, safe='')}"
@@ -387,21 +401,32 @@ class FloodPlugin:
         else:
             label = LABEL_UNIQUE
         score = min(1.0, (cluster - 1) / (self.min_cluster - 1))
-        return Signal(
-            plugin=self.name,
-            version=self.version,
+        return self.signal(
             score=round(score, 4),
             label=label,
-            details={
-                "cluster_size": cluster,
-                "similar_posts": len(similar),
-                "distinct_authors": len(authors),
-                "max_similarity": round(best, 4),
-                "candidates": candidates,
-                "shingles": item.shingles,
-            },
+            details=FloodDetails(
+                cluster_size=cluster,
+                similar_posts=len(similar),
+                distinct_authors=len(authors),
+                max_similarity=round(best, 4),
+                candidates=candidates,
+                shingles=item.shingles,
+            ),
             evidence={
                 "similar_posts": [c for _, c in similar[:MAX_EVIDENCE]],
                 "similarities": [round(s, 4) for s, _ in similar[:MAX_EVIDENCE]],
             },
+        )
+
+    @classmethod
+    def explain(cls, signal: StoredSignal) -> str:
+        d = signal.details
+        if signal.abstained or not isinstance(d, FloodDetails):
+            return super().explain(signal)
+        if d.cluster_size <= 1:
+            return "No near-identical post in the recent window."
+        kind = "a coordinated flood" if signal.label == LABEL_FLOOD else "a near-duplicate"
+        return (
+            f"One of {d.cluster_size} near-identical posts (similarity up to {d.max_similarity:.0%}) from "
+            f"{d.distinct_authors} author(s) in the recent window: {kind}."
         )

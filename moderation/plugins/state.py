@@ -3,6 +3,8 @@
 A Celery deployment runs many worker processes, each moderating a slice of the stream; a flood campaign or a
 posting burst is only visible in the union of those slices. The plugins therefore keep their windows in a
 `StateStore`: `MemoryStore` inside one process (tests, `moderation scan`), `RedisStore` across processes.
+`state = "auto"` (the default) picks for the process: memory in `moderation scan`, Redis in the workers, where
+process memory is refused outright (`require_shared_state`).
 
 The operations are the few the plugins need, each batched so that a plugin makes a constant number of round
 trips per batch, not per post:
@@ -24,12 +26,18 @@ time (twice the window by default) so that abandoned keys never accumulate.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC
 from typing import Any, Protocol, runtime_checkable
 
+from pydantic import field_validator
+
 from moderation.errors import ConfigError, StateStoreError
+from moderation.plugins.base import PluginOptions
+from moderation.posts import Post
 
 DEFAULT_PREFIX = "moderation:"
 
@@ -307,29 +315,54 @@ class RedisStore:
         self.client.close()
 
 
-def store_from_options(options: Mapping[str, Any], plugin: str = "plugin") -> StateStore:
-    """The store a plugin's options ask for: `state` = "memory" (default) or a redis:// (rediss://, unix://) URL,
-    with `state_prefix` (default "moderation:") prefixing every Redis key."""
-    state = options.get("state", "memory")
-    prefix = options.get("state_prefix", DEFAULT_PREFIX)
-    if not isinstance(prefix, str):
-        raise ConfigError(f"plugins.{plugin}.state_prefix: expected a string, got {type(prefix).__name__}")
+# Where "auto" state lives in processes that must share it (the workers): this URL, or a local Redis.
+STATE_URL_ENV = "MODERATION_STATE_URL"
+DEFAULT_SHARED_STATE = "redis://127.0.0.1:6379/2"
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_shared_required = False
+
+
+def require_shared_state() -> None:
+    """Called by every process that is one of many moderating one stream (each Celery worker process): from
+    then on `state = "memory"` is refused at start, since each process would count only its own share of the
+    stream, and `state = "auto"` means Redis ($MODERATION_STATE_URL, else a local Redis)."""
+    global _shared_required
+    _shared_required = True
+
+
+class StateOptions(PluginOptions):
+    """The options of every plugin that keeps windows in a StateStore."""
+
+    # "auto": memory in a lone process (`moderation scan`), Redis in the workers; or "memory", or a redis:// URL.
+    state: str = "auto"
+    state_prefix: str = DEFAULT_PREFIX
+
+    @field_validator("state")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in ("auto", "memory") and not value.startswith(_REDIS_SCHEMES):
+            raise ValueError('expected "auto", "memory" or a redis:// (rediss://, unix://) URL')
+        return value
+
+
+def store_from_options(options: StateOptions, plugin: str = "plugin") -> StateStore:
+    """The store a plugin's options ask for (see StateOptions), with `state_prefix` prefixing every Redis key."""
+    state = options.state
+    if state == "auto":
+        state = os.environ.get(STATE_URL_ENV, DEFAULT_SHARED_STATE) if _shared_required else "memory"
     if state == "memory":
+        if _shared_required:
+            raise ConfigError(
+                f'plugins.{plugin}.state: "memory" would count only one worker process\'s share of the stream; '
+                'use "auto" or a redis:// URL'
+            )
         return MemoryStore()
-    if isinstance(state, str) and state.startswith(("redis://", "rediss://", "unix://")):
-        return RedisStore(state, prefix=prefix)
-    # Never echo the value: a Redis URL may carry a password.
-    raise ConfigError(f'plugins.{plugin}.state: expected "memory" or a redis:// URL, got a {type(state).__name__}')
+    return RedisStore(state, prefix=options.state_prefix)
 
 
-def number_option(
-    options: Mapping[str, Any], plugin: str, name: str, default: float, *, minimum: float, integer: bool = False
-) -> float:
-    """Read a numeric option, refusing (at startup, naming the field) anything that is not a number >= minimum."""
-    value = options.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not float(value).is_integer()):
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"plugins.{plugin}.{name}: expected {kind}, got {value!r}")
-    if value < minimum:
-        raise ConfigError(f"plugins.{plugin}.{name}: must be >= {minimum}, got {value!r}")
-    return float(value)
+def event_seconds(post: Post, now: float) -> float:
+    """The post's created_at in epoch seconds (a naive time is taken as UTC), or `now` when it has none."""
+    if post.created_at is None:
+        return now
+    created = post.created_at if post.created_at.tzinfo is not None else post.created_at.replace(tzinfo=UTC)
+    return created.timestamp()

@@ -1,72 +1,62 @@
-"""Each signal's numbers in plain words, for moderators who are not statisticians."""
+"""Each stored signal in plain words, for moderators who are not statisticians.
+
+The words come from the plugin that made the signal (`Plugin.explain`, reading its own typed details), so a
+third-party plugin explains itself on the review page without any change here. A signal whose plugin is no
+longer installed, or whose stored details no longer fit the plugin's model, gets a generic sentence.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from moderation.errors import PluginError
+from moderation.plugins.base import Plugin, StoredSignal
+from moderation.plugins.registry import load_plugin_class
 
-def _p(p: float | None) -> str:
-    if p is None:
-        return "unknown"
-    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+# Keys of a signal's JSON that are the Signal's own fields; everything else is the plugin's details.
+_OWN_FIELDS = frozenset(
+    {"plugin", "version", "score", "label", "finding", "abstained", "reason", "degraded", "evidence", "explanation"}
+)
 
 
-def explain(signal: dict[str, Any]) -> str:
-    plugin = signal.get("plugin")
-    if signal.get("abstained"):
-        if plugin == "watermark" and signal.get("reason") == "too_short":
-            return (
-                f"Too short to test for a watermark: {signal.get('num_tokens_scored', 0)} tokens could be scored. "
-                "This is not evidence that a person wrote it."
-            )
-        return f"No opinion ({signal.get('reason') or 'abstained'})."
-    if plugin == "watermark":
-        scored, green = signal.get("num_tokens_scored") or 0, signal.get("num_green_tokens") or 0
-        share = f"{green / scored:.0%}" if scored else "-"
-        verdict = (
-            f"That matches the watermark of scheme {signal.get('scheme')!r}"
-            if signal.get("watermarked")
-            else "That is consistent with text written without this watermark"
-        )
-        where = ""
-        window = signal.get("window")
-        if signal.get("watermarked") and window and signal.get("form"):
-            where = f" The strongest evidence is the highlighted passage (characters {window.get('start_char')}–{window.get('end_char')})."
-        return (
-            f"{green} of {scored} scored tokens ({share}) are on the key's green list "
-            "(by chance, about the scheme's green-list ratio would be). "
-            f"Human text this green happens with probability {_p(signal.get('p_value'))} "
-            f"(z = {signal.get('z_score', 0) or 0:.1f}; after accounting for every test made: "
-            f"{_p(signal.get('p_value_adjusted'))}, target {signal.get('alpha')}). {verdict}.{where} "
-            "A watermark shows the text came from that model, not who posted it: anyone can paste such text."
-        )
-    if plugin == "spam":
-        parts = []
-        if signal.get("urls"):
-            parts.append(f"{signal['urls']} link(s)")
-        if signal.get("shorteners"):
-            parts.append(f"{signal['shorteners']} shortened link(s)")
-        if signal.get("blocked_domains"):
-            parts.append(f"links to blocked domains {', '.join(signal['blocked_domains'])}")
-        if (signal.get("repeated_trigram_share") or 0) > 0.3:
-            parts.append(f"{signal['repeated_trigram_share']:.0%} of its word triples repeat")
-        if (signal.get("uppercase_share") or 0) > 0.6:
-            parts.append(f"{signal['uppercase_share']:.0%} capital letters")
-        if signal.get("invisible_chars"):
-            parts.append(f"{signal['invisible_chars']} invisible character(s)")
-        found = "; ".join(parts) if parts else "nothing typical of spam"
-        return f"Spam score {signal.get('score') or 0:.2f} ({signal.get('label')}): {found}."
-    if plugin == "flood":
-        size, authors = signal.get("cluster_size", 1), signal.get("distinct_authors", 1)
-        if size <= 1:
-            return "No near-identical post in the recent window."
-        return (
-            f"One of {size} near-identical posts (similarity up to {signal.get('max_similarity', 0):.0%}) from "
-            f"{authors} author(s) in the recent window: {'a coordinated flood' if signal.get('label') == 'flood' else 'a near-duplicate'}."
-        )
-    if plugin == "rate":
-        return (
-            f"The author posted {signal.get('posts_in_window')} time(s) within {signal.get('window_seconds')} s "
-            f"(limit {signal.get('max_posts')})."
-        )
-    return f"{plugin}: score {signal.get('score')}, label {signal.get('label')}."
+def plugin_class(name: str) -> type[Plugin] | None:
+    try:
+        return load_plugin_class(name)
+    except PluginError:
+        return None
+
+
+def stored_signal(entry: Mapping[str, Any]) -> StoredSignal:
+    """A signal's JSON (as stored, or as in a verdict) read back with its plugin's typed details."""
+    name = str(entry.get("plugin"))
+    cls = plugin_class(name)
+    raw = {k: v for k, v in entry.items() if k not in _OWN_FIELDS}
+    label = entry.get("label")
+    finding = entry.get("finding")
+    if finding is None:  # stored before signals carried it: the plugin's declaration decides
+        finding = bool(cls is not None and label is not None and cls.labels.get(str(label), False))
+    return StoredSignal(
+        plugin=name,
+        version=str(entry.get("version", "")),
+        score=entry.get("score"),
+        label=label,
+        finding=bool(finding),
+        abstained=bool(entry.get("abstained")),
+        reason=entry.get("reason"),
+        details=cls.typed_details(raw) if cls is not None and raw else None,
+        raw=raw,
+        evidence=entry.get("evidence") or {},
+    )
+
+
+def explain(entry: Mapping[str, Any]) -> str:
+    signal = stored_signal(entry)
+    cls = plugin_class(signal.plugin)
+    return (cls or Plugin).explain(signal)
+
+
+def finding_labels(plugin: str) -> list[str]:
+    """The labels a plugin declares as findings (for the queue's "flagged by plugin" filter)."""
+    cls = plugin_class(plugin)
+    return sorted(label for label, finding in cls.labels.items() if finding) if cls is not None else []

@@ -5,15 +5,27 @@ import pytest
 from moderation.config import parse_settings
 from moderation.engine import Engine
 from moderation.errors import ConfigError
-from moderation.policy import Policy
+from moderation.plugins.registry import load_plugin_class
+from moderation.policy import PluginWeight
+from moderation.policy import Policy as _Policy
 from moderation.posts import Post
 from moderation.signals import Action, Signal
 
 POST = Post(id="p", text="t", tenant="acme")
+BUILT_IN = {
+    name: PluginWeight(cls.default_weight, cls.default_cap)
+    for name, cls in ((n, load_plugin_class(n)) for n in ("watermark", "spam", "flood", "rate"))
+}
+
+
+def Policy(raw: dict[str, object] | None = None) -> _Policy:
+    """The policy as the engine builds it: weights and caps default to what the built-in plugins declare."""
+    return _Policy(raw, BUILT_IN)
 
 
 def sig(plugin: str, score: float, label: str, force: Action | None = None) -> Signal:
-    return Signal(plugin, "1.0", score, label, force_action=force)
+    finding = load_plugin_class(plugin).labels[label]
+    return Signal(plugin, "1.0", score, label, finding=finding, force_action=force)
 
 
 def test_a_watermark_alone_routes_to_review_never_block() -> None:
@@ -63,6 +75,8 @@ def test_tenants_override_thresholds_and_record_their_version() -> None:
         ({"weights": {"spam": -1}}, "policy.weights.spam"),
         ({"tenants": {"x": {"thresholds": {"block": 2}}}}, "policy.thresholds.block"),
         ({"surprise": 1}, "policy.surprise"),
+        ({"weights": {"spma": 1.0}}, r"policy.weights: no loaded plugin is called 'spma'"),
+        ({"tenants": {"x": {"caps": {"toxicity": 0.5}}}}, r"policy.tenants.x.caps: no loaded plugin"),
     ],
 )
 def test_bad_policy_fails_at_start_naming_the_field(raw: dict[str, object], message: str) -> None:
@@ -88,3 +102,20 @@ def test_engine_runs_each_tenants_plugins() -> None:
     assert [s.plugin for s in signals[0]] == ["spam"]
     assert [s.plugin for s in signals[1]] == ["spam", "rate"]
     assert signals[2][1].label == "rate_exceeded"
+
+
+def test_a_plugin_that_could_not_run_is_said_in_the_verdict_and_can_route_it() -> None:
+    down = Signal("rate", "1.0", None, abstained=True, reason="state_unavailable", degraded=True)
+    verdict = Policy().decide(POST, [sig("spam", 0.1, "clean"), down])
+    assert verdict.action == Action.ALLOW and verdict.degraded == ("rate",)
+    assert "rate:state_unavailable" in verdict.reasons and verdict.to_json()["degraded"] == ["rate"]
+    cautious = Policy({"degraded_action": "review"}).decide(POST, [down])
+    assert cautious.action == Action.REVIEW and "policy:degraded_review" in cautious.reasons
+
+
+def test_weights_come_from_what_a_plugin_declares_unless_the_tenant_overrides() -> None:
+    policy = _Policy({"tenants": {"t2": {"weights": {"acme": 0.1}}}}, {"acme": PluginWeight(0.9, 0.9)})
+    hit = Signal("acme", "1", 1.0, "bad", finding=True)
+    assert policy.decide(POST, [hit]).score == pytest.approx(0.9)
+    assert policy.decide(Post(id="p", text="t", tenant="t2"), [hit]).score == pytest.approx(0.1)
+    assert policy.decide(POST, [Signal("acme", "1", 1.0, "fine", finding=False)]).score == 0.0

@@ -2,14 +2,15 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
 
 from moderation.config import parse_settings
-from moderation.errors import ConfigError
-from moderation.plugins.flood import FloodPlugin, MinHasher, normalise_words, shingle_hashes
+from moderation.errors import PluginError
+from moderation.plugins.flood import FloodOptions, FloodPlugin, MinHasher, normalise_words, shingle_hashes
+from moderation.plugins.registry import build_plugin
 from moderation.posts import Post
 from moderation.signals import Signal
 from tests.unit.plugins.test_rate import BrokenStore
@@ -71,7 +72,7 @@ def copies(template: str, slots: dict[str, list[str]], n: int, seed: int = 1) ->
 
 
 def plugin(**options: Any) -> FloodPlugin:
-    return FloodPlugin(parse_settings({}), options)
+    return cast(FloodPlugin, build_plugin("flood", parse_settings({}), options))
 
 
 def one_by_one(p: FloodPlugin, posts: list[Post]) -> list[Signal]:
@@ -170,7 +171,7 @@ def test_minhash_estimates_jaccard_and_is_the_same_in_every_process() -> None:
 
 
 def test_an_unreachable_store_makes_the_batch_abstain_instead_of_failing() -> None:
-    p = FloodPlugin(parse_settings({}), {}, store=BrokenStore())
+    p = FloodPlugin(parse_settings({}), FloodOptions(), store=BrokenStore())
     out = p.evaluate([Post(id="1", text=TEMPLATE), Post(id="2", text="too short")])
     assert [s[0].reason for s in out] == ["state_unavailable", "too_short"]
 
@@ -186,5 +187,5 @@ def test_an_unreachable_store_makes_the_batch_abstain_instead_of_failing() -> No
     ],
 )
 def test_bad_options_fail_at_start(options: dict[str, Any], field: str) -> None:
-    with pytest.raises(ConfigError, match=field):
+    with pytest.raises(PluginError, match=field):
         plugin(**options)

@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from moderation.config import parse_settings
-from moderation.errors import ConfigError, StateStoreError
-from moderation.plugins.rate import RatePlugin, rate_score
+from moderation.errors import PluginError, StateStoreError
+from moderation.plugins.rate import RateOptions, RatePlugin, rate_score
+from moderation.plugins.registry import build_plugin
 from moderation.plugins.state import WindowEntry
 from moderation.posts import Post
 from moderation.signals import Signal
@@ -21,7 +22,7 @@ def at(pid: str, seconds: float, author: str | None = "alice", tenant: str = "t"
 
 
 def plugin(**options: Any) -> RatePlugin:
-    return RatePlugin(parse_settings({}), options)
+    return cast(RatePlugin, build_plugin("rate", parse_settings({}), options))
 
 
 def signals(p: RatePlugin, posts: Sequence[Post]) -> list[Signal]:
@@ -107,7 +108,7 @@ class BrokenStore:
 
 
 def test_an_unreachable_store_makes_the_batch_abstain_instead_of_failing() -> None:
-    p = RatePlugin(parse_settings({}), {}, store=BrokenStore())
+    p = RatePlugin(parse_settings({}), RateOptions(), store=BrokenStore())
     out = signals(p, [at("1", 0), at("2", 0, author=None)])
     assert [s.reason for s in out] == ["state_unavailable", "no_author"]
 
@@ -117,5 +118,5 @@ def test_an_unreachable_store_makes_the_batch_abstain_instead_of_failing() -> No
     [({"max_posts": 0}, "max_posts"), ({"max_posts": 2.5}, "max_posts"), ({"window_seconds": "1m"}, "window_seconds")],
 )
 def test_bad_options_fail_at_start(options: dict[str, Any], field: str) -> None:
-    with pytest.raises(ConfigError, match=f"plugins.rate.{field}"):
+    with pytest.raises(PluginError, match=f"plugins.rate.{field}"):
         plugin(**options)

@@ -6,14 +6,16 @@ from typing import Any
 import pytest
 
 from moderation.config import parse_settings
-from moderation.errors import ConfigError
-from moderation.plugins.spam import SpamPlugin, find_invisible, find_links, host_of
+from moderation.errors import PluginError
+from moderation.plugins.registry import build_plugin
+from moderation.plugins.spam import SpamOptions, SpamPlugin
+from moderation.plugins.text import find_invisible, find_links, host_of
 from moderation.posts import Post
 from moderation.signals import Action, Signal
 
 
 def one(text: str, **options: Any) -> Signal:
-    return SpamPlugin(parse_settings({}), options).evaluate([Post(id="1", text=text)])[0][0]
+    return build_plugin("spam", parse_settings({}), options).evaluate([Post(id="1", text=text)])[0][0]
 
 
 def test_plain_prose_and_an_ordinary_link_are_clean() -> None:
@@ -109,7 +111,7 @@ def test_nothing_to_judge_abstains_but_a_bare_link_does_not() -> None:
 
 
 def test_one_signal_per_post_in_order_and_json_safe() -> None:
-    plugin = SpamPlugin(parse_settings({}), {"blocked_domains": ["bad.example"]})
+    plugin = SpamPlugin(parse_settings({}), SpamOptions(blocked_domains=("bad.example",)))
     posts = [Post(id=str(i), text=t) for i, t in enumerate(["hello there friend", "", "x bad.example y", "ok"])]
     out = plugin.evaluate(posts)
     assert [len(signals) for signals in out] == [1, 1, 1, 1]
@@ -129,5 +131,5 @@ def test_one_signal_per_post_in_order_and_json_safe() -> None:
     ],
 )
 def test_bad_options_fail_at_start(options: dict[str, Any], field: str) -> None:
-    with pytest.raises(ConfigError, match=f"plugins.spam.{field}"):
-        SpamPlugin(parse_settings({}), options)
+    with pytest.raises(PluginError, match=f"plugins.spam.{field}"):
+        build_plugin("spam", parse_settings({}), options)

@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from moderation.config import parse_settings
-from moderation.errors import ConfigError, StateStoreError
-from moderation.plugins.flood import FloodPlugin
-from moderation.plugins.rate import RatePlugin
-from moderation.plugins.state import MemoryStore, RedisStore, StateStore, store_from_options
+from moderation.errors import ConfigError, PluginError, StateStoreError
+from moderation.plugins import state
+from moderation.plugins.flood import FloodOptions, FloodPlugin
+from moderation.plugins.rate import RateOptions, RatePlugin
+from moderation.plugins.registry import build_plugin
+from moderation.plugins.state import MemoryStore, RedisStore, StateOptions, StateStore, store_from_options
 from moderation.posts import Post
 from tests.unit.plugins.test_flood import SLOTS, TEMPLATE, copies
 
@@ -111,14 +113,15 @@ def test_redis_keys_are_prefixed_and_expire(redis_prefix: str) -> None:
 @pytest.mark.integration
 def test_two_workers_share_one_view_of_the_stream(redis_prefix: str) -> None:
     """Two plugin instances (two worker processes) on one Redis see each other's posts."""
-    options = {"state": REDIS_URL, "state_prefix": redis_prefix}
     settings = parse_settings({})
-    workers = [FloodPlugin(settings, options), FloodPlugin(settings, options)]
+    workers = [FloodPlugin(settings, FloodOptions(state=REDIS_URL, state_prefix=redis_prefix)) for _ in range(2)]
     signals = [workers[i % 2].evaluate([p])[0][0] for i, p in enumerate(copies(TEMPLATE, SLOTS, 10))]
     assert [s.label for s in signals[3:]] == ["near_duplicate"] + ["flood"] * 6
     assert signals[-1].details["cluster_size"] == 10 and signals[-1].details["distinct_authors"] == 10
 
-    raters = [RatePlugin(settings, {**options, "max_posts": 3}), RatePlugin(settings, {**options, "max_posts": 3})]
+    raters = [
+        RatePlugin(settings, RateOptions(state=REDIS_URL, state_prefix=redis_prefix, max_posts=3)) for _ in range(2)
+    ]
     t0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
     posts = [Post(id=f"r{i}", text="x", author="alice", created_at=t0 + timedelta(seconds=i)) for i in range(5)]
     labels = [raters[i % 2].evaluate([p])[0][0].label for i, p in enumerate(posts)]
@@ -127,15 +130,27 @@ def test_two_workers_share_one_view_of_the_stream(redis_prefix: str) -> None:
 
 
 def test_store_from_options() -> None:
-    assert isinstance(store_from_options({}), MemoryStore)
-    assert isinstance(store_from_options({"state": "memory"}), MemoryStore)
-    redis_store = store_from_options({"state": REDIS_URL, "state_prefix": "x:"})  # connects lazily
+    assert isinstance(store_from_options(StateOptions()), MemoryStore)  # "auto" in a lone process
+    assert isinstance(store_from_options(StateOptions(state="memory")), MemoryStore)
+    redis_store = store_from_options(StateOptions(state=REDIS_URL, state_prefix="x:"))  # connects lazily
     assert isinstance(redis_store, RedisStore) and redis_store.prefix == "x:"
-    with pytest.raises(ConfigError, match=r"plugins\.flood\.state") as info:
-        store_from_options({"state": "mysql://user:secret@db"}, "flood")
+    settings = parse_settings({})
+    with pytest.raises(PluginError, match=r"plugins\.flood\.state") as info:
+        build_plugin("flood", settings, {"state": "mysql://user:secret@db"})
     assert "secret" not in str(info.value)
-    with pytest.raises(ConfigError, match="state_prefix"):
-        store_from_options({"state_prefix": 3})
+    with pytest.raises(PluginError, match="state_prefix"):
+        build_plugin("rate", settings, {"state_prefix": 3})
+
+
+def test_workers_refuse_process_memory_and_auto_means_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each worker process would count only its own share of the stream in memory: refused at start."""
+    monkeypatch.setattr(state, "_shared_required", False)
+    state.require_shared_state()
+    monkeypatch.setenv(state.STATE_URL_ENV, REDIS_URL)
+    with pytest.raises(ConfigError, match=r"plugins\.rate\.state"):
+        store_from_options(StateOptions(state="memory"), "rate")
+    auto = store_from_options(StateOptions())
+    assert isinstance(auto, RedisStore)
 
 
 def test_an_unreachable_redis_raises_state_store_error() -> None:
