@@ -16,6 +16,7 @@ import sqlalchemy
 from moderation.config import Settings, load_settings
 from moderation.endpoints import Endpoints
 from moderation.engine import Engine
+from moderation.plugins.state import require_shared_state
 from moderation.storage.database import make_engine
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ def get_runtime() -> Runtime:
         if _runtime is None or _runtime.pid != os.getpid():
             settings = load_settings()
             endpoints = Endpoints.from_env()
+            # One of many processes moderating one stream: flood and rate windows must live in Redis.
+            require_shared_state()
             _runtime = Runtime(
                 settings=settings,
                 endpoints=endpoints,

@@ -63,10 +63,9 @@ from moderation.config import Settings
 from moderation.errors import StateStoreError
 from moderation.plugins.base import Plugin, PluginOptions, SignalDetails, StoredSignal
 from moderation.plugins.state import StateOptions, StateStore, event_seconds, store_from_options, to_ms
-from moderation.plugins.text import URL
+from moderation.plugins.text import URL, is_invisible
 from moderation.posts import Post
 from moderation.signals import Signal
-from moderation.watermark.normalize import is_invisible
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,9 @@
 """Finding links and invisible characters in a post: shared by the plugins that look at them (spam, flood).
 
-Which characters are invisible is decided once, by `moderation.watermark.normalize.is_invisible` (the
-normalizer that undoes evasion before tokenizing); here only the exemptions for legitimate uses are added.
+Which characters are invisible is Unicode's own answer, its Default_Ignorable_Code_Point property (read
+through ICU): soft hyphen, zero-width characters and joiners, word joiner, bidi controls, variation
+selectors, tag characters, Mongolian vowel separator, BOM, Hangul fillers. `find_invisible` adds only the
+exemptions for legitimate uses.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from moderation.watermark.normalize import is_invisible
+import icu
+
+_DEFAULT_IGNORABLE = icu.UProperty.DEFAULT_IGNORABLE_CODE_POINT
 
 # URLs, and bare domains ("bit.ly/x", "example.com"): those only with a TLD from this list, so that
 # "e.g." or "file.txt" are not taken for one.
@@ -81,6 +85,11 @@ def find_links(text: str, extra: re.Pattern[str] | None = None) -> list[Link]:
         if host:
             links.append(Link(start, end, host))
     return links
+
+
+def is_invisible(ch: str) -> bool:
+    """Whether a character renders as nothing (Unicode's Default_Ignorable_Code_Point)."""
+    return bool(icu.Char.hasBinaryProperty(ch, _DEFAULT_IGNORABLE))
 
 
 _JOINERS = frozenset("\u200c\u200d")  # zero-width non-joiner / joiner

@@ -133,3 +133,25 @@ def test_one_signal_per_post_in_order_and_json_safe() -> None:
 def test_bad_options_fail_at_start(options: dict[str, Any], field: str) -> None:
     with pytest.raises(PluginError, match=f"plugins.spam.{field}"):
         build_plugin("spam", parse_settings({}), options)
+
+
+def test_the_moderators_explanation_reads_the_numbers_the_plugin_emits() -> None:
+    """An all-caps post with two shortener links was once explained as "nothing typical of spam"."""
+    from moderation.review.explain import explain
+
+    s = one("CLAIM YOUR PRIZE TODAY ONLY AT https://bit.ly/a1 OR https://tinyurl.com/b2 HURRY UP NOW FRIENDS")
+    words = explain(s.to_json())
+    assert "2 shortened link(s)" in words and "capital letters" in words and "nothing typical" not in words
+
+
+def test_invisible_characters_come_from_unicode_data_with_legitimate_uses_exempt() -> None:
+    # Default_Ignorable code points from Unicode's data, placed inside ASCII words: each one counts.
+    attack = "pa\u00adss w\u034ford ca\u2060sh fr\ufe0fee mo\U000e0041ney bo\u3164nus"
+    assert len(find_invisible(attack)) == 6
+    # Emoji presentation selectors, a subdivision flag's tags and ZWJ emoji sequences are what writers use.
+    assert (
+        find_invisible(
+            "I \u2764\ufe0f it \U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f \U0001f468\u200d\U0001f469"
+        )
+        == []
+    )
