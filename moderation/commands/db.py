@@ -44,14 +44,15 @@ def run(args: argparse.Namespace) -> int:
     elif args.db_command == "prune":
         from moderation.config import load_settings
         from moderation.storage.database import make_engine
-        from moderation.storage.retention import erase_old_texts
+        from moderation.storage.retention import erase_old_texts, prune_delivery
 
         days = args.days or load_settings(args.config).storage.retention_days
         engine = make_engine(url, 1)
         try:
             with engine.begin() as conn:
                 erased = erase_old_texts(conn, days)
+                pruned = prune_delivery(conn)
         finally:
             engine.dispose()
-        print(f"erased the text of {erased} posts older than {days} days")
+        print(f"erased the text of {erased} posts older than {days} days; {pruned} delivery rows pruned")
     return 0

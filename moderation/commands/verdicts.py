@@ -1,4 +1,7 @@
-"""`moderation verdicts`: stored verdicts, newest first, as a table or JSON lines."""
+"""`moderation verdicts`: stored verdicts, newest first, as a table or JSON lines.
+
+Each post appears once, at its current revision (an edited post was moderated again); `--history` lists
+every revision's verdict, the superseded ones marked."""
 
 from __future__ import annotations
 
@@ -38,11 +41,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--since", type=str, help="ISO-8601 time or a span back from now (15m, 2h, 7d)")
     p.add_argument("--limit", type=int, default=100, help="at most this many (0: no limit; default 100)")
     p.add_argument("--format", choices=["table", "jsonl"], default="table")
+    p.add_argument("--history", action="store_true", help="every revision's verdict, not only each post's current one")
     p.set_defaults(func=run)
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    header = ("decided_at", "tenant", "id", "author", "action", "review", "score", "signals")
+    header = ("decided_at", "tenant", "id", "rev", "author", "action", "review", "score", "signals")
     lines = [header]
     for r in rows:
         sig = ", ".join(f"{s['plugin']}:{'abstained' if s.get('abstained') else s.get('label')}" for s in r["signals"])
@@ -51,6 +55,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
                 r["decided_at"][:19],
                 r["tenant"],
                 r["id"],
+                str(r["revision"]) + ("" if r["current"] else " (old)"),
                 r["author"] or "-",
                 r["action"],
                 r["review_state"] if r["effective_action"] == r["action"] else f"decided:{r['effective_action']}",
@@ -77,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         review_state=args.review_state,
         since=parse_since(args.since) if args.since else None,
         limit=args.limit or None,
+        history=args.history,
     )
     engine = make_engine(Endpoints.from_env().database_url, 1)
     try:

@@ -1,13 +1,61 @@
-"""Connections: one SQLAlchemy engine per process (workers build theirs after the fork)."""
+"""Connections: one SQLAlchemy engine per process (workers build theirs after the fork), and the one
+boundary where database errors become this package's errors (`translate_errors`)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from moderation.endpoints import redacted
-from moderation.errors import StorageUnavailable
+from moderation.errors import StorageRejected, StorageUnavailable
+
+# SQLSTATE classes (or codes) that mean "this content can never be stored": retrying is useless, so the
+# post is dead-lettered. 22: data exception (value too long, NUL in text or JSON, bad encoding);
+# 23: integrity constraint violation, except 23505 (a unique key taken by a concurrent writer: retry);
+# 54: program limit exceeded (an index row or a JSON document too large or too deep).
+PERMANENT_CLASSES = ("22", "23", "54")
+TRANSIENT_CODES = ("23505",)
+
+
+def is_permanent(sqlstate: str | None) -> bool:
+    """Whether a PostgreSQL error code means the rows themselves are unacceptable.
+
+    Everything else — connection loss, statement timeouts (57014), deadlocks and serialization failures
+    (40xxx), shutdowns (57P0x), resource exhaustion (53xxx), errors raised by unknown triggers (P0001) — is
+    treated as transient: retried with a bound, never turned into a dead letter on its own."""
+    if not sqlstate or sqlstate in TRANSIENT_CODES:
+        return False
+    return sqlstate[:2] in PERMANENT_CLASSES
+
+
+def _first_line(exc: BaseException) -> str:
+    # PostgreSQL's primary message names the problem and never the value (no post text, no secret).
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Run database work, turning library errors into StorageRejected (permanent: the content) or
+    StorageUnavailable (transient: retry later). The only place that inspects SQLSTATE codes."""
+    try:
+        yield
+    except DBAPIError as exc:
+        code = getattr(exc.orig, "pgcode", None)
+        detail = _first_line(exc.orig) if exc.orig is not None else _first_line(exc)
+        if is_permanent(code):
+            raise StorageRejected(detail, code) from exc
+        raise StorageUnavailable(f"database error {code or type(exc.orig).__name__}: {detail}") from exc
+    except SQLAlchemyError as exc:  # pool timeouts, invalidated connections
+        raise StorageUnavailable(f"database error: {_first_line(exc)}") from exc
+    except ValueError as exc:
+        # psycopg2 refuses, before sending, a string with NUL or a lone surrogate (UnicodeEncodeError).
+        if isinstance(exc, UnicodeEncodeError) or "NUL" in str(exc):
+            raise StorageRejected(f"the driver refused a value: {_first_line(exc)}") from exc
+        raise
 
 
 def make_engine(url: str, pool_size: int = 5) -> Engine:

@@ -1,96 +1,318 @@
-"""The one write the pipeline makes: a whole batch of posts with their verdicts and signals, in one
-transaction, idempotent on (tenant, post id).
+"""The write side: a batch's posts, revisions, verdicts, signals and outbox messages, in the caller's transaction.
 
-A redelivered post (worker killed, consumer restarted, batch resent after a timeout) finds its verdict
-already there: ON CONFLICT DO NOTHING leaves the stored row untouched and no second verdict is made.
-Only verdicts inserted by THIS call get signal rows, so signals are never duplicated either.
+Revisions. A post is (tenant, post_id); its text can change (an edit). Each distinct text that arrives is
+compared with what is stored, by SHA-256:
+- the same text as the current revision: a redelivery, nothing is written (idempotent);
+- a different text: a new revision, moderated; it becomes the current one and its verdict is published;
+- unless the message is older than the current revision (same topic and partition, lower offset: a
+  resent batch overtaken by a later edit). Then it is only history: an old message whose text is already
+  stored is a redelivery; an old text never seen is stored as a revision that is not current, and nothing
+  is published. Without comparable positions (no source, other partition), arrival order decides.
+
+Concurrency: the posts rows of a batch are locked (`FOR UPDATE`, in key order, so two batches cannot
+deadlock) while the revisions are decided; a new post inserted at the same time by another transaction
+makes this one fail with StorageUnavailable, and the retry then sees it.
+
+The outbox. For every post whose current revision changed, a message for the verdict topic is written in
+the same transaction (`OutboxRow`); the relay (workers/outbox.py) publishes it. A redelivery writes no
+message: the one written with the stored revision is in the outbox already, and the relay never drops
+one, so the topic receives the current verdict without it. Messages carry the revision, so a reader can
+ignore a stale one (several relays can publish out of order).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, tuple_
+from sqlalchemy import Connection, bindparam, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 
+from moderation.errors import StorageUnavailable
 from moderation.posts import Post
 from moderation.signals import Verdict
-from moderation.storage.models import PostRow, SignalRow, VerdictRow
+from moderation.storage.models import BatchReceiptRow, OutboxRow, PostRevisionRow, PostRow, SignalRow, VerdictRow
+
+Key = tuple[str, str]  # (tenant, post_id)
+VERDICT_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
 class Source:
-    """Where a post came from, kept with it for tracing."""
+    """Where a post came from, kept with it for tracing (and to order edits of one post)."""
 
     topic: str
     partition: int
     offset: int
 
 
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# ---- deciding revisions (pure: unit-tested without a database) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Current:
+    """What is stored for a post: its current revision, how many there are, the current text's hash."""
+
+    revision: int
+    revision_count: int
+    content_hash: str | None
+    source: Source | None
+
+
+@dataclass(frozen=True)
+class Incoming:
+    index: int  # position in the batch
+    key: Key
+    content_hash: str
+    source: Source | None
+
+
+@dataclass(frozen=True)
+class NewRevision:
+    index: int
+    key: Key
+    revision: int
+    current: bool  # whether it is the post's current revision once the batch is stored
+
+
+def is_older(new: Source | None, stored: Source | None) -> bool:
+    """Whether a message is older than the one the stored revision came from (comparable only within a partition)."""
+    if new is None or stored is None or (new.topic, new.partition) != (stored.topic, stored.partition):
+        return False
+    return new.offset <= stored.offset
+
+
+def plan_revisions(
+    current: Mapping[Key, Current], known_hashes: Mapping[Key, set[str]], incoming: Sequence[Incoming]
+) -> tuple[list[NewRevision], list[int]]:
+    """Which incoming posts become new revisions (numbered, current or history) and which are redeliveries.
+
+    `incoming` is in batch order, which is the partition's order for one post. Returns (new revisions,
+    indexes of redeliveries). A revision marked current may be superseded by a later one in the same
+    batch: only the last current revision per post has `current=True`."""
+    state = dict(current)
+    hashes = {k: set(v) for k, v in known_hashes.items()}
+    made: list[NewRevision] = []
+    redelivered: list[int] = []
+    for inc in incoming:
+        cur = state.get(inc.key)
+        seen = hashes.setdefault(inc.key, set())
+        if cur is None:
+            made.append(NewRevision(inc.index, inc.key, 1, True))
+            state[inc.key] = Current(1, 1, inc.content_hash, inc.source)
+        elif inc.content_hash == cur.content_hash:
+            redelivered.append(inc.index)
+            continue
+        elif is_older(inc.source, cur.source):
+            if inc.content_hash in seen:
+                redelivered.append(inc.index)
+                continue
+            made.append(NewRevision(inc.index, inc.key, cur.revision_count + 1, False))
+            state[inc.key] = Current(cur.revision, cur.revision_count + 1, cur.content_hash, cur.source)
+        else:
+            n = cur.revision_count + 1
+            made.append(NewRevision(inc.index, inc.key, n, True))
+            state[inc.key] = Current(n, n, inc.content_hash, inc.source)
+        seen.add(inc.content_hash)
+    final = {k: s.revision for k, s in state.items()}
+    return [
+        NewRevision(r.index, r.key, r.revision, r.current and final[r.key] == r.revision) for r in made
+    ], redelivered
+
+
+# ---- writing --------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class StoredBatch:
-    inserted: frozenset[tuple[str, str]]  # (tenant, post_id) whose verdict this call created
-    existing: frozenset[tuple[str, str]]  # already had a verdict (redelivery): left unchanged
+    inserted: frozenset[Key]  # posts that got a new revision (with its verdict) in this call
+    existing: frozenset[Key]  # posts whose every occurrence was a redelivery: left unchanged
+    revisions: tuple[NewRevision, ...] = ()
+    redelivered: tuple[int, ...] = ()  # batch positions that were redeliveries
+    published: int = 0  # outbox messages written for the verdict topic
+
+
+def stored_state(conn: Connection, keys: Sequence[Key], *, lock: bool = False) -> dict[Key, Current]:
+    """The current revision of each stored post among `keys` (locked FOR UPDATE, in key order, if asked)."""
+    if not keys:
+        return {}
+    q = (
+        select(
+            PostRow.tenant,
+            PostRow.post_id,
+            PostRow.revision,
+            PostRow.revision_count,
+            PostRow.content_hash,
+            PostRow.source_topic,
+            PostRow.source_partition,
+            PostRow.source_offset,
+        )
+        .where(tuple_(PostRow.tenant, PostRow.post_id).in_(sorted(set(keys))))
+        .order_by(PostRow.tenant, PostRow.post_id)
+    )
+    if lock:
+        q = q.with_for_update()
+    out: dict[Key, Current] = {}
+    for r in conn.execute(q):
+        src = (
+            Source(r.source_topic, r.source_partition, r.source_offset)
+            if r.source_topic is not None and r.source_partition is not None and r.source_offset is not None
+            else None
+        )
+        out[(r.tenant, r.post_id)] = Current(r.revision, r.revision_count, r.content_hash, src)
+    return out
+
+
+def _known_hashes(conn: Connection, keys: Sequence[Key]) -> dict[Key, set[str]]:
+    out: dict[Key, set[str]] = {}
+    if not keys:
+        return out
+    rows = conn.execute(
+        select(PostRevisionRow.tenant, PostRevisionRow.post_id, PostRevisionRow.content_hash).where(
+            tuple_(PostRevisionRow.tenant, PostRevisionRow.post_id).in_(sorted(set(keys)))
+        )
+    )
+    for r in rows:
+        if r.content_hash is not None:
+            out.setdefault((r.tenant, r.post_id), set()).add(r.content_hash)
+    return out
+
+
+def verdict_message(verdict: Verdict, revision: int) -> bytes:
+    """The verdict topic's message (version 1): the verdict with its revision, without the evidence."""
+    body = {"v": VERDICT_FORMAT_VERSION, **verdict.to_json(with_evidence=False), "revision": revision}
+    return json.dumps(json_safe(body), separators=(",", ":"), allow_nan=False).encode()
+
+
+def message_key(tenant: str, post_id: str) -> bytes:
+    return f"{tenant}/{post_id}".encode()
 
 
 def store_batch(
     conn: Connection,
     posts: Sequence[Post],
-    verdicts: Sequence[Verdict],
+    verdicts: Sequence[Verdict | None],
     sources: Sequence[Source | None] | None = None,
+    *,
+    outbox_topic: str | None = None,
 ) -> StoredBatch:
-    """Insert posts, verdicts and signals. The caller owns the transaction (`with engine.begin() as conn`)."""
+    """Store posts as revisions with their verdicts and signals; with `outbox_topic`, queue each post's new
+    current verdict for publication. The caller owns the transaction (`with engine.begin() as conn`).
+
+    `verdicts[i]` may be None for a post the caller expects to be a redelivery (it skipped moderating it);
+    if it turns out to need a revision (a concurrent edit changed the stored state), StorageUnavailable
+    asks for the batch to be run again."""
     if len(posts) != len(verdicts):
         raise ValueError(f"{len(posts)} posts but {len(verdicts)} verdicts")
     if not posts:
         return StoredBatch(frozenset(), frozenset())
     srcs = list(sources) if sources is not None else [None] * len(posts)
-    # A batch may hold the same post twice (the platform sent it twice): the first occurrence wins.
-    unique: dict[tuple[str, str], int] = {}
-    for i, post in enumerate(posts):
-        unique.setdefault((post.tenant, post.id), i)
-    order = list(unique.values())
+    keys = [(p.tenant, p.id) for p in posts]
+    hashes = [content_hash(p.text) for p in posts]
+    current = stored_state(conn, keys, lock=True)
+    changed = [k for k, h in zip(keys, hashes, strict=True) if k in current and current[k].content_hash != h]
+    known = _known_hashes(conn, changed)
+    incoming = [Incoming(i, keys[i], hashes[i], srcs[i]) for i in range(len(posts))]
+    made, redelivered = plan_revisions(current, known, incoming)
+    for r in made:
+        if verdicts[r.index] is None:
+            raise StorageUnavailable(f"post {r.key[1]!r} changed while its batch ran; the batch must run again")
+    if not made:
+        return StoredBatch(frozenset(), frozenset(keys), (), tuple(redelivered))
 
-    def post_row(i: int) -> dict[str, Any]:
-        src = srcs[i]
+    def revision_row(r: NewRevision) -> dict[str, Any]:
+        post, src = posts[r.index], srcs[r.index]
         return {
-            "tenant": posts[i].tenant,
-            "post_id": posts[i].id,
-            "author": posts[i].author,
-            "text": posts[i].text,
-            "created_at": posts[i].created_at,
-            "metadata_": posts[i].metadata,
+            "tenant": post.tenant,
+            "post_id": post.id,
+            "revision": r.revision,
+            "content_hash": hashes[r.index],
+            "author": post.author,
+            "text": post.text,
+            "created_at": post.created_at,
             "source_topic": src.topic if src else None,
             "source_partition": src.partition if src else None,
             "source_offset": src.offset if src else None,
         }
 
-    conn.execute(
-        insert(PostRow).on_conflict_do_nothing(index_elements=["tenant", "post_id"]), [post_row(i) for i in order]
+    counts: dict[Key, int] = {}
+    for r in made:
+        counts[r.key] = max(counts.get(r.key, 0), r.revision)
+    now_current = {r.key: r for r in made if r.current}
+
+    # Posts: new ones inserted at their final state, stored ones updated to their new current revision.
+    new_rows = []
+    for key in dict.fromkeys(r.key for r in made):
+        if key in current:
+            continue
+        head = now_current[key]  # a new post's latest revision in the batch is current
+        new_rows.append({**revision_row(head), "metadata_": posts[head.index].metadata, "revision_count": counts[key]})
+    if new_rows:
+        got = conn.execute(
+            insert(PostRow)
+            .on_conflict_do_nothing(index_elements=["tenant", "post_id"])
+            .returning(PostRow.tenant, PostRow.post_id),
+            new_rows,
+        ).all()
+        if len(got) != len(new_rows):
+            raise StorageUnavailable("another transaction stored the same new post; the batch must run again")
+    columns = (
+        "revision",
+        "revision_count",
+        "content_hash",
+        "author",
+        "text",
+        "created_at",
+        "metadata_",
+        "source_topic",
+        "source_partition",
+        "source_offset",
     )
+    moved = []
+    for key, r in now_current.items():
+        if key in current:
+            row = {**revision_row(r), "metadata_": posts[r.index].metadata, "revision_count": counts[key]}
+            moved.append({"k_tenant": key[0], "k_post_id": key[1]} | {f"b_{c}": row[c] for c in columns})
+    if moved:
+        conn.execute(
+            update(PostRow)
+            .where(PostRow.tenant == bindparam("k_tenant"), PostRow.post_id == bindparam("k_post_id"))
+            .values(
+                {getattr(PostRow, c): bindparam(f"b_{c}") for c in columns}
+                | {PostRow.text_erased_at: None, PostRow.received_at: func.now()}
+            ),
+            moved,
+        )
+    history_only = [
+        {"k_tenant": key[0], "k_post_id": key[1], "b_revision_count": n}
+        for key, n in counts.items()
+        if key in current and key not in now_current
+    ]
+    if history_only:
+        conn.execute(
+            update(PostRow)
+            .where(PostRow.tenant == bindparam("k_tenant"), PostRow.post_id == bindparam("k_post_id"))
+            .values(revision_count=bindparam("b_revision_count")),
+            history_only,
+        )
+
+    conn.execute(insert(PostRevisionRow), [revision_row(r) for r in made])
     returned = conn.execute(
-        insert(VerdictRow)
-        .on_conflict_do_nothing(index_elements=["tenant", "post_id"])
-        .returning(VerdictRow.id, VerdictRow.tenant, VerdictRow.post_id),
-        [
-            {
-                "tenant": verdicts[i].tenant,
-                "post_id": verdicts[i].post_id,
-                "action": verdicts[i].action.value,
-                "score": verdicts[i].score,
-                "policy_version": verdicts[i].policy_version,
-                "reasons": list(verdicts[i].reasons),
-            }
-            for i in order
-        ],
+        insert(VerdictRow).returning(VerdictRow.id, VerdictRow.tenant, VerdictRow.post_id, VerdictRow.revision),
+        [_verdict_row(verdicts[r.index], r) for r in made],  # type: ignore[arg-type]
     ).all()
-    new_ids = {(row.tenant, row.post_id): row.id for row in returned}
+    ids = {(row.tenant, row.post_id, row.revision): row.id for row in returned}
     signal_rows = [
         {
-            "verdict_id": new_ids[key],
+            "verdict_id": ids[(r.key[0], r.key[1], r.revision)],
             "plugin": s.plugin,
             "plugin_version": s.version,
             "label": s.label,
@@ -100,14 +322,77 @@ def store_batch(
             "details": json_safe(s.details),
             "evidence": json_safe(s.evidence),
         }
-        for key, i in unique.items()
-        if key in new_ids
-        for s in verdicts[i].signals
+        for r in made
+        for s in verdicts[r.index].signals  # type: ignore[union-attr]
     ]
     if signal_rows:
         conn.execute(insert(SignalRow), signal_rows)
-    inserted = frozenset(new_ids)
-    return StoredBatch(inserted, frozenset(unique) - inserted)
+    published = 0
+    if outbox_topic is not None and now_current:
+        add_outbox(
+            conn,
+            [
+                (outbox_topic, message_key(*key), verdict_message(verdicts[r.index], r.revision))  # type: ignore[arg-type]
+                for key, r in now_current.items()
+            ],
+        )
+        published = len(now_current)
+    inserted = frozenset(r.key for r in made)
+    return StoredBatch(inserted, frozenset(keys) - inserted, tuple(made), tuple(redelivered), published)
+
+
+def _verdict_row(v: Verdict, r: NewRevision) -> dict[str, Any]:
+    return {
+        "tenant": v.tenant,
+        "post_id": v.post_id,
+        "revision": r.revision,
+        "action": v.action.value,
+        "score": v.score if math.isfinite(v.score) else 0.0,
+        "policy_version": v.policy_version,
+        "reasons": list(v.reasons),
+    }
+
+
+def add_outbox(conn: Connection, messages: Sequence[tuple[str, bytes | None, bytes]]) -> None:
+    """Queue Kafka messages (topic, key, value) for the relay, in this transaction."""
+    if messages:
+        conn.execute(insert(OutboxRow), [{"topic": t, "key": k, "value": v} for t, k, v in messages])
+
+
+def claim_receipt(conn: Connection, batch_id: str) -> bool:
+    """Start storing a batch: False if it is stored already (or a concurrent run just stored it: this
+    waits for that transaction, then sees its receipt). Call first in the batch's transaction."""
+    got = conn.execute(
+        insert(BatchReceiptRow)
+        .values(batch_id=batch_id, posts=0, stored=0, redelivered=0, dead_lettered=0)
+        .on_conflict_do_nothing(index_elements=["batch_id"])
+        .returning(BatchReceiptRow.batch_id)
+    ).first()
+    return got is not None
+
+
+def finish_receipt(conn: Connection, batch_id: str, counts: Mapping[str, int]) -> None:
+    conn.execute(
+        update(BatchReceiptRow)
+        .where(BatchReceiptRow.batch_id == batch_id)
+        .values(
+            posts=counts.get("posts", 0),
+            stored=counts.get("stored", 0),
+            redelivered=counts.get("redelivered", 0),
+            dead_lettered=counts.get("dead_lettered", 0),
+        )
+    )
+
+
+def receipt_counts(conn: Connection, batch_id: str) -> dict[str, int] | None:
+    r = conn.execute(
+        select(
+            BatchReceiptRow.posts, BatchReceiptRow.stored, BatchReceiptRow.redelivered, BatchReceiptRow.dead_lettered
+        ).where(BatchReceiptRow.batch_id == batch_id)
+    ).first()
+    if r is None:
+        return None
+    return {"posts": r.posts, "stored": r.stored, "redelivered": r.redelivered, "dead_lettered": r.dead_lettered}
 
 
 def json_safe(value: Any) -> Any:
@@ -119,15 +404,3 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [json_safe(v) for v in value]
     return value
-
-
-def keys_with_verdicts(conn: Connection, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which of these (tenant, post_id) already have a verdict."""
-    if not keys:
-        return set()
-    rows = conn.execute(
-        VerdictRow.__table__.select()
-        .with_only_columns(VerdictRow.tenant, VerdictRow.post_id)
-        .where(tuple_(VerdictRow.tenant, VerdictRow.post_id).in_(list(keys)))
-    )
-    return {(r.tenant, r.post_id) for r in rows}
