@@ -90,14 +90,21 @@ def is_older(new: Source | None, stored: Source | None) -> bool:
     return new.offset <= stored.offset
 
 
+@dataclass(frozen=True)
+class Plan:
+    made: list[NewRevision]  # in batch order; only each post's last current revision has current=True
+    redelivered: list[int]  # batch positions of redeliveries
+    final: dict[Key, Current]  # each post's state once the batch is stored
+
+
 def plan_revisions(
     current: Mapping[Key, Current], known_hashes: Mapping[Key, set[str]], incoming: Sequence[Incoming]
-) -> tuple[list[NewRevision], list[int]]:
+) -> Plan:
     """Which incoming posts become new revisions (numbered, current or history) and which are redeliveries.
 
-    `incoming` is in batch order, which is the partition's order for one post. Returns (new revisions,
-    indexes of redeliveries). A revision marked current may be superseded by a later one in the same
-    batch: only the last current revision per post has `current=True`."""
+    `incoming` is in batch order, which is the partition's order for one post. A redelivery of the current
+    text from a later message moves the stored position forward (no revision), so that an older message
+    with another text, arriving after it, is recognised as older."""
     state = dict(current)
     hashes = {k: set(v) for k, v in known_hashes.items()}
     made: list[NewRevision] = []
@@ -110,6 +117,8 @@ def plan_revisions(
             state[inc.key] = Current(1, 1, inc.content_hash, inc.source)
         elif inc.content_hash == cur.content_hash:
             redelivered.append(inc.index)
+            if inc.source is not None and (cur.source is None or is_older(cur.source, inc.source)):
+                state[inc.key] = Current(cur.revision, cur.revision_count, cur.content_hash, inc.source)
             continue
         elif is_older(inc.source, cur.source):
             if inc.content_hash in seen:
@@ -122,10 +131,8 @@ def plan_revisions(
             made.append(NewRevision(inc.index, inc.key, n, True))
             state[inc.key] = Current(n, n, inc.content_hash, inc.source)
         seen.add(inc.content_hash)
-    final = {k: s.revision for k, s in state.items()}
-    return [
-        NewRevision(r.index, r.key, r.revision, r.current and final[r.key] == r.revision) for r in made
-    ], redelivered
+    made = [NewRevision(r.index, r.key, r.revision, r.current and state[r.key].revision == r.revision) for r in made]
+    return Plan(made, redelivered, {inc.key: state[inc.key] for inc in incoming})
 
 
 # ---- writing --------------------------------------------------------------------------------------------
@@ -221,12 +228,19 @@ def store_batch(
     changed = [k for k, h in zip(keys, hashes, strict=True) if k in current and current[k].content_hash != h]
     known = _known_hashes(conn, changed)
     incoming = [Incoming(i, keys[i], hashes[i], srcs[i]) for i in range(len(posts))]
-    made, redelivered = plan_revisions(current, known, incoming)
+    plan = plan_revisions(current, known, incoming)
+    made, redelivered, final = plan.made, plan.redelivered, plan.final
     for r in made:
         if verdicts[r.index] is None:
             raise StorageUnavailable(f"post {r.key[1]!r} changed while its batch ran; the batch must run again")
-    if not made:
-        return StoredBatch(frozenset(), frozenset(keys), (), tuple(redelivered))
+
+    def with_source(key: Key) -> dict[str, Any]:
+        src = final[key].source
+        return {
+            "source_topic": src.topic if src else None,
+            "source_partition": src.partition if src else None,
+            "source_offset": src.offset if src else None,
+        }
 
     def revision_row(r: NewRevision) -> dict[str, Any]:
         post, src = posts[r.index], srcs[r.index]
@@ -243,10 +257,29 @@ def store_batch(
             "source_offset": src.offset if src else None,
         }
 
-    counts: dict[Key, int] = {}
-    for r in made:
-        counts[r.key] = max(counts.get(r.key, 0), r.revision)
+    counts = {key: state.revision_count for key, state in final.items()}
     now_current = {r.key: r for r in made if r.current}
+    # Stored posts whose current revision stays, but that got history revisions or a later position.
+    touched = [
+        {"k_tenant": key[0], "k_post_id": key[1], "b_revision_count": counts[key]}
+        | {f"b_{c}": v for c, v in with_source(key).items()}
+        for key, state in final.items()
+        if key in current and key not in now_current and state != current[key]
+    ]
+    if touched:
+        conn.execute(
+            update(PostRow)
+            .where(PostRow.tenant == bindparam("k_tenant"), PostRow.post_id == bindparam("k_post_id"))
+            .values(
+                {
+                    getattr(PostRow, c): bindparam(f"b_{c}")
+                    for c in ("revision_count", "source_topic", "source_partition", "source_offset")
+                }
+            ),
+            touched,
+        )
+    if not made:
+        return StoredBatch(frozenset(), frozenset(keys), (), tuple(redelivered))
 
     # Posts: new ones inserted at their final state, stored ones updated to their new current revision.
     new_rows = []
@@ -254,7 +287,14 @@ def store_batch(
         if key in current:
             continue
         head = now_current[key]  # a new post's latest revision in the batch is current
-        new_rows.append({**revision_row(head), "metadata_": posts[head.index].metadata, "revision_count": counts[key]})
+        new_rows.append(
+            {
+                **revision_row(head),
+                **with_source(key),
+                "metadata_": posts[head.index].metadata,
+                "revision_count": counts[key],
+            }
+        )
     if new_rows:
         got = conn.execute(
             insert(PostRow)
@@ -279,7 +319,12 @@ def store_batch(
     moved = []
     for key, r in now_current.items():
         if key in current:
-            row = {**revision_row(r), "metadata_": posts[r.index].metadata, "revision_count": counts[key]}
+            row = {
+                **revision_row(r),
+                **with_source(key),
+                "metadata_": posts[r.index].metadata,
+                "revision_count": counts[key],
+            }
             moved.append({"k_tenant": key[0], "k_post_id": key[1]} | {f"b_{c}": row[c] for c in columns})
     if moved:
         conn.execute(
@@ -291,19 +336,6 @@ def store_batch(
             ),
             moved,
         )
-    history_only = [
-        {"k_tenant": key[0], "k_post_id": key[1], "b_revision_count": n}
-        for key, n in counts.items()
-        if key in current and key not in now_current
-    ]
-    if history_only:
-        conn.execute(
-            update(PostRow)
-            .where(PostRow.tenant == bindparam("k_tenant"), PostRow.post_id == bindparam("k_post_id"))
-            .values(revision_count=bindparam("b_revision_count")),
-            history_only,
-        )
-
     conn.execute(insert(PostRevisionRow), [revision_row(r) for r in made])
     returned = conn.execute(
         insert(VerdictRow).returning(VerdictRow.id, VerdictRow.tenant, VerdictRow.post_id, VerdictRow.revision),
