@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from moderation.errors import ConfigError, DeviceUnavailable, ModerationError, PluginError
 
 # Subcommand modules, in the order `moderation --help` lists them.
-COMMANDS = ("scan", "produce", "consume", "worker", "relay", "db", "verdicts", "users", "serve")
+COMMANDS = ("scan", "produce", "consume", "worker", "relay", "lag", "db", "verdicts", "users", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

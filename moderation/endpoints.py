@@ -9,11 +9,16 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from moderation.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/moderation"
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
-DEFAULT_CELERY_BROKER = "redis://127.0.0.1:6379/0"
+# RabbitMQ: a task held by a worker whose connection drops (SIGKILL, host crash) is queued again at once.
+DEFAULT_CELERY_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def parse_api_version(raw: str | None) -> tuple[int, ...] | None:
@@ -30,13 +35,11 @@ def parse_api_version(raw: str | None) -> tuple[int, ...] | None:
 
 
 def redacted(url: str) -> str:
-    """A URL with its password replaced, for logs and messages."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+    """A URL (database, broker, Redis) with its password hidden, for logs and messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<a URL that could not be parsed>"  # never echo it: it may hold a password
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class Endpoints:
     kafka_api_version: tuple[int, ...] | None
     celery_broker: str
     celery_backend: str
+    # Workers count each batch's runs here, to tell a batch that killed its worker (workers/isolation.py).
+    redis_url: str = DEFAULT_REDIS_URL
 
     @classmethod
     def from_env(cls) -> Endpoints:
@@ -55,8 +60,9 @@ class Endpoints:
             kafka_bootstrap=os.environ.get("MODERATION_KAFKA_BOOTSTRAP") or DEFAULT_KAFKA_BOOTSTRAP,
             kafka_api_version=parse_api_version(os.environ.get("MODERATION_KAFKA_API_VERSION")),
             celery_broker=broker,
-            # The consumer learns that a batch is stored from its task result; Redis holds those by default.
+            # Task results are not used (the consumer reads batch receipts from PostgreSQL); kept for tools.
             celery_backend=os.environ.get("MODERATION_CELERY_BACKEND") or _default_backend(broker),
+            redis_url=os.environ.get("MODERATION_REDIS_URL") or DEFAULT_REDIS_URL,
         )
 
 

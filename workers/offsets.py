@@ -28,6 +28,9 @@ class PartitionOffsets:
         self._next = offset + 1
 
     def done(self, offset: int) -> None:
+        if not self._outstanding or not self._outstanding[0] <= offset < (self._next or 0):
+            # Not ours to track: finished before a revocation forgot it, or redelivered and not read yet.
+            return
         self._done.add(offset)
         # Drop the finished prefix so memory stays bounded by what is in flight.
         while self._outstanding and self._outstanding[0] in self._done:
@@ -79,3 +82,7 @@ class OffsetBook:
     @property
     def pending(self) -> int:
         return sum(t.pending for t in self.partitions.values())
+
+    def uncommitted(self) -> dict[tuple[str, int], int]:
+        """Per partition: offsets held since its oldest unfinished one (what a stuck offset keeps in memory)."""
+        return {key: t.pending for key, t in self.partitions.items()}

@@ -1,29 +1,50 @@
-"""The Celery task: one batch of posts in, verdicts stored and published.
+"""The Celery task: one batch of posts in; verdicts, outbox rows and the batch's receipt stored in one
+transaction by workers/processing.py. Verdicts reach Kafka through the outbox relay, not from here.
 
-Retries: database and broker outages are retried here with exponential backoff (the batch is safe to run
-again); anything else fails the task, and the consumer resends the batch a bounded number of times
-before dead-lettering its posts with reason "processing_failed". Either way no post is dropped.
+Failures, each bounded:
+- transient (database or Redis unreachable, statement timeout): retried here with exponential backoff
+  and jitter, at most `task_max_retries` times; the batch is safe to run again;
+- permanent (a row PostgreSQL refuses, a plugin bug) and crashes (the worker died while running it; the
+  broker redelivers it): the batch is split until the post responsible is alone, which is dead-lettered
+  with its reason while the others are stored (workers/isolation.py);
+- a batch the broker lost, or one whose retries ran out: the consumer sends it again after its resend
+  time, a bounded number of times, then dead-letters its posts.
+The task's return value is ignored (`ignore_result`): the consumer reads receipts from PostgreSQL.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import random
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Task
 from celery.signals import worker_process_init
-from kafka.errors import KafkaError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import OperationalError
 
 from moderation import metrics
 from moderation.errors import RetryableError
+from moderation.storage.models import BatchReceiptRow, OutboxRow
+from moderation.storage.queries import completed_batches
 from workers.celery_app import TASK_NAME, app
+from workers.isolation import Isolator, Poisoned, RedisAttempts
 from workers.processing import process_batch
-from workers.runtime import get_runtime
+from workers.runtime import Runtime, get_runtime
+from workers.steps.dead_letter import dead_letter_value
 
 log = logging.getLogger(__name__)
 
-RETRYABLE = (OperationalError, DBAPIError, KafkaError, RetryableError, ConnectionError, TimeoutError)
+# Transient by type: connection loss and timeouts. Everything else is the batch's own problem.
+RETRYABLE: tuple[type[BaseException], ...] = (RetryableError, OperationalError, ConnectionError, TimeoutError)
+try:
+    import redis
+
+    RETRYABLE += (redis.ConnectionError, redis.TimeoutError)
+except ImportError:  # pragma: no cover - redis is a dependency
+    pass
 
 
 @worker_process_init.connect
@@ -34,21 +55,75 @@ def _load_in_child(**_: Any) -> None:
         metrics.DEVICE.labels(device).set(1)
 
 
-@app.task(name=TASK_NAME, bind=True, acks_late=True)
-def moderate_batch(self: Task, payload: dict[str, Any]) -> dict[str, int]:
+_attempts: RedisAttempts | None = None
+
+
+def isolator(runtime: Runtime) -> Isolator:
+    global _attempts
+    if _attempts is None:
+        _attempts = RedisAttempts(runtime.endpoints.redis_url)
+
+    def process(batch_id: str, posts: list[dict[str, Any]]) -> dict[str, int]:
+        return process_batch(runtime, {"v": 1, "batch_id": batch_id, "posts": posts})
+
+    def completed(batch_ids: Sequence[str]) -> set[str]:
+        with runtime.db.connect() as conn:
+            return completed_batches(conn, batch_ids)
+
+    def dead_letter(poisoned: Poisoned) -> None:
+        post = {k: v for k, v in poisoned.post.items() if k != "_source"}
+        source = poisoned.post.get("_source") or ["", -1, -1]
+        value = dead_letter_value(
+            json.dumps(post, ensure_ascii=False).encode("utf-8", "surrogatepass"),
+            (str(source[0]), int(source[1]), int(source[2])),
+            None,
+            poisoned.reason,
+            poisoned.detail,
+        )
+        key = f"{post.get('tenant')}/{post.get('author')}".encode("utf-8", "surrogatepass")
+        with runtime.db.begin() as conn:
+            conn.execute(
+                insert(OutboxRow).values(topic=runtime.settings.pipeline.dead_letter_topic, key=key, value=value)
+            )
+            _receipt(conn, poisoned.batch_id, posts=1, dead_lettered=1)
+
+    def finish(batch_id: str, posts: int) -> None:
+        with runtime.db.begin() as conn:
+            _receipt(conn, batch_id, posts=posts, dead_lettered=0)
+
+    return Isolator(process, completed, dead_letter, finish, _attempts, RETRYABLE)
+
+
+def _receipt(conn: Any, batch_id: str, *, posts: int, dead_lettered: int) -> None:
+    conn.execute(
+        insert(BatchReceiptRow)
+        .values(batch_id=batch_id, posts=posts, stored=0, redelivered=0, dead_lettered=dead_lettered)
+        .on_conflict_do_nothing(index_elements=["batch_id"])
+    )
+
+
+@app.task(name=TASK_NAME, bind=True, acks_late=True, ignore_result=True)
+def moderate_batch(self: Task, payload: dict[str, Any]) -> None:
+    runtime = get_runtime()
+    batch_id = str(payload.get("batch_id") or "")
+    posts = payload.get("posts")
+    if payload.get("v") != 1 or not batch_id or not isinstance(posts, list):
+        # Not from our consumer (or a newer one): nothing to store, nothing to retry.
+        metrics.ERRORS.labels("worker", "bad_batch").inc()
+        log.error("batch message without version 1, batch_id and posts; dropped")
+        return
     try:
-        return process_batch(get_runtime(), payload)
+        isolator(runtime).run(batch_id, posts)
     except RETRYABLE as exc:
         cause = type(exc).__name__
         metrics.ERRORS.labels("worker", cause).inc()
-        settings = get_runtime().settings.pipeline
+        settings = runtime.settings.pipeline
         if self.request.retries >= settings.task_max_retries:
-            log.error("batch %s: giving up after %d retries (%s)", payload.get("batch_id"), self.request.retries, cause)
+            # The consumer sends the batch again after its resend time; nothing is lost.
+            log.error("batch %s: giving up after %d retries (%s)", batch_id, self.request.retries, cause)
             raise
         metrics.TASK_RETRIES.labels(cause).inc()
-        delay = min(settings.task_retry_backoff_max_s, 2**self.request.retries)
-        log.warning("batch %s: %s, retrying in %d s", payload.get("batch_id"), cause, delay)
+        # Exponential backoff with full jitter, so workers do not return all at once after an outage.
+        delay = random.uniform(0.5, min(settings.task_retry_backoff_max_s, 2 ** (self.request.retries + 1)))
+        log.warning("batch %s: %s, retrying in %.1f s", batch_id, cause, delay)
         raise self.retry(exc=exc, countdown=delay) from exc
-    except Exception as exc:
-        metrics.ERRORS.labels("worker", type(exc).__name__).inc()
-        raise

@@ -14,6 +14,7 @@ def add_parser(sub: Any) -> None:
         "--create-topics", action="store_true", help="create the input, output and dead-letter topics if missing"
     )
     p.add_argument("--partitions", type=int, default=3, help="partitions of topics created by --create-topics")
+    p.add_argument("--metrics-port", type=int, help="metrics port (default: [metrics].consumer_port; 0 = off)")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=run)
 
@@ -33,11 +34,10 @@ def run(args: argparse.Namespace) -> int:
     p = settings.pipeline
     if args.create_topics:
         ensure_topics(endpoints, [p.input_topic, p.output_topic, p.dead_letter_topic], args.partitions)
-    if settings.metrics.consumer_port:
-        start_http_server(settings.metrics.consumer_port, addr=settings.metrics.bind_address)
-        logging.getLogger(__name__).info(
-            "metrics on http://%s:%d/metrics", settings.metrics.bind_address, settings.metrics.consumer_port
-        )
+    port = settings.metrics.consumer_port if args.metrics_port is None else args.metrics_port
+    if port:
+        start_http_server(port, addr=settings.metrics.bind_address)
+        logging.getLogger(__name__).info("metrics on http://%s:%d/metrics", settings.metrics.bind_address, port)
     consumer = PostConsumer(settings, endpoints)
     consumer.install_signal_handlers()
     consumer.run()

@@ -63,6 +63,7 @@ class EmbeddedBroker:
             kafka_api_version=EMBEDDED_API_VERSION,
             celery_broker=base.celery_broker,
             celery_backend=base.celery_backend,
+            redis_url=base.redis_url,
         )
 
     def stop(self) -> None:

@@ -39,6 +39,21 @@ def _pids_of_children(pid: int) -> list[int]:
         return []
 
 
+def _terminate(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    if proc.poll() is not None:
+        return
+    children = _pids_of_children(proc.pid)
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
 @dataclass
 class LocalPipeline:
     """Start with `with LocalPipeline(workdir, config_text) as lp:`; `lp.produce(...)`, `lp.wait_for(n)`."""
@@ -55,9 +70,13 @@ class LocalPipeline:
     broker: EmbeddedBroker | None = None
     worker: subprocess.Popen[bytes] | None = None
     consumer: subprocess.Popen[bytes] | None = None
+    # More consumers and workers (scale-out tests), started by start_consumer()/start_worker(extra=True).
+    consumers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     consumer_port: int = 0
     worker_port: int = 0
     _logs: list[IO[bytes]] = field(default_factory=list)
+    _log_sizes: dict[str, int] = field(default_factory=dict)
 
     # ---- lifecycle --------------------------------------------------------------------------------
     def __enter__(self) -> LocalPipeline:
@@ -90,7 +109,7 @@ class LocalPipeline:
         else:
             self.broker = start_embedded_broker()
             kafka, api = self.broker.bootstrap, self.broker.endpoints().kafka_api_version
-        self.endpoints = Endpoints(database_url, kafka, api, base.celery_broker, base.celery_backend)
+        self.endpoints = Endpoints(database_url, kafka, api, base.celery_broker, base.celery_backend, base.redis_url)
         drop_database(database_url) if not self.keep_database else None
         create_database_if_missing(database_url)
         migrate.upgrade(database_url)
@@ -113,10 +132,13 @@ class LocalPipeline:
             MODERATION_KAFKA_API_VERSION=".".join(map(str, self.endpoints.kafka_api_version or ())),
             MODERATION_CELERY_BROKER=self.endpoints.celery_broker,
             MODERATION_CELERY_BACKEND=self.endpoints.celery_backend,
+            MODERATION_REDIS_URL=self.endpoints.redis_url,
         )
         return env
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        path = self.workdir / f"{name}.log"
+        self._log_sizes[name] = path.stat().st_size if path.exists() else 0  # a restart waits for new lines
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
         self._logs.append(log)
         return subprocess.Popen(
@@ -127,28 +149,46 @@ class LocalPipeline:
             cwd=self.workdir,
         )
 
-    def start_worker(self, wait: float = 120.0) -> None:
-        metrics_dir = self.workdir / "worker-metrics"
-        self.worker = self._spawn(
-            "worker",
+    def start_worker(self, wait: float = 120.0, *, extra: bool = False) -> subprocess.Popen[bytes]:
+        """Start `moderation worker` (another one with `extra`, logging to worker-N.log); wait until it is ready."""
+        name = f"worker-{len(self.workers) + 1}" if extra else "worker"
+        metrics_dir = self.workdir / f"{name}-metrics"
+        proc = self._spawn(
+            name,
             [
                 "worker",
                 f"--concurrency={self.worker_concurrency}",
                 f"--metrics-dir={metrics_dir}",
                 "--log-level=INFO",
                 f"--name=local-{uuid.uuid4().hex[:6]}@%h",
+                *(["--metrics-port=0"] if extra else []),
             ],
         )
         # The pool process logs this once its tokenizers and caches are loaded.
-        self._wait_for_log("worker", "ready: plugins", wait, self.worker)
+        self._wait_for_log(name, "ready: plugins", wait, proc)
+        if extra:
+            self.workers.append(proc)
+        else:
+            self.worker = proc
+        return proc
 
-    def start_consumer(self, wait: float = 60.0) -> None:
-        self.consumer = self._spawn("consumer", ["consume", "--log-level=INFO"])
-        self._wait_for_log("consumer", "partitions assigned", wait, self.consumer)
+    def start_consumer(self, wait: float = 60.0, *, extra: bool = False) -> subprocess.Popen[bytes]:
+        """Start `moderation consume` (another group member with `extra`, logging to consumer-N.log)."""
+        name = f"consumer-{len(self.consumers) + 1}" if extra else "consumer"
+        proc = self._spawn(
+            name, ["consume", "--log-level=INFO", "--metrics-port=0"] if extra else ["consume", "--log-level=INFO"]
+        )
+        # The first member gets partitions at once; a later one may wait for a rebalance.
+        self._wait_for_log(name, "consuming" if extra else "partitions assigned", wait, proc)
+        if extra:
+            self.consumers.append(proc)
+        else:
+            self.consumer = proc
+        return proc
 
     def _wait_for_log(self, name: str, needle: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
         path = self.workdir / f"{name}.log"
-        start_size = 0
+        start_size = self._log_sizes.get(name, 0)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -193,11 +233,16 @@ class LocalPipeline:
         return _pids_of_children(self.worker.pid) if self.worker else []
 
     def stop(self) -> None:
+        for proc in self.consumers + self.workers:
+            _terminate(proc)
+        self.consumers.clear()
+        self.workers.clear()
         self.stop_consumer()
         self.stop_worker()
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+        self._delete_celery_queue()
         if self.endpoints is not None and not self.keep_database:
             # PostgreSQL may be what a test stopped; then there is nothing to clean.
             with contextlib.suppress(Exception):
@@ -205,6 +250,15 @@ class LocalPipeline:
         for log in self._logs:
             log.close()
         self._logs.clear()
+
+    def _delete_celery_queue(self) -> None:
+        """RabbitMQ keeps a durable queue after its last worker left: remove this pipeline's."""
+        if self.endpoints is None or not self.endpoints.celery_broker.startswith("amqp"):
+            return
+        from kombu import Connection
+
+        with contextlib.suppress(Exception), Connection(self.endpoints.celery_broker, connect_timeout=5) as conn:
+            conn.default_channel.queue_delete(self.settings.pipeline.celery_queue)
 
     # ---- using it ---------------------------------------------------------------------------------
     def produce(self, posts: Iterable[dict[str, Any] | bytes], topic: str | None = None) -> int:
@@ -243,6 +297,7 @@ class LocalPipeline:
             if count >= n:
                 return count
             for name, proc in (("consumer", self.consumer), ("worker", self.worker)):
+                # Extra processes may be stopped on purpose by a test; the main ones must stay up.
                 if proc is not None and proc.poll() is not None:
                     raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
             time.sleep(0.2)

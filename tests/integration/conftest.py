@@ -16,9 +16,11 @@ from moderation.config import default_config_path, load_settings
 from moderation.testing.pipeline import LocalPipeline
 from moderation.testing.synthetic import human_posts, watermarked_post
 
-# Celery traffic of the tests goes to Redis databases of their own; each pipeline also gets its own queue.
-os.environ.setdefault("MODERATION_CELERY_BROKER", "redis://127.0.0.1:6379/14")
+# Celery traffic of the tests goes to RabbitMQ (the default broker), each pipeline on a queue of its own
+# that it deletes when it stops; results are not used; attempt counters go to a Redis database of their own.
+os.environ.setdefault("MODERATION_CELERY_BROKER", "amqp://guest:guest@127.0.0.1:5672//")
 os.environ.setdefault("MODERATION_CELERY_BACKEND", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("MODERATION_REDIS_URL", "redis://127.0.0.1:6379/14")
 
 pytestmark = pytest.mark.integration
 

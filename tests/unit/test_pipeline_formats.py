@@ -19,7 +19,7 @@ from workers.processing import decode_batch
 def test_dead_letter_keeps_the_original_bytes_and_says_where_they_came_from() -> None:
     raw = b"\xffnot utf-8"
     letter = json.loads(dead_letter_value(raw, ("posts", 2, 41), 1700000000000, "invalid_utf8", "byte 0"))
-    assert letter["v"] == 1 and letter["reason"] == "invalid_utf8" and letter["detail"] == "byte 0"
+    assert letter["v"] == 2 and letter["reason"] == "invalid_utf8" and letter["detail"] == "byte 0"
     assert letter["source"] == {"topic": "posts", "partition": 2, "offset": 41, "timestamp": 1700000000000}
     assert letter["raw"] is None and base64.b64decode(letter["raw_base64"]) == raw
 
