@@ -291,7 +291,8 @@ def store_batch(
             {
                 **revision_row(head),
                 **with_source(key),
-                "metadata_": posts[head.index].metadata,
+                # Core inserts name columns, not attributes: the column is "metadata" (`metadata_` in the model).
+                "metadata": posts[head.index].metadata,
                 "revision_count": counts[key],
             }
         )
