@@ -1,4 +1,5 @@
-"""PostgreSQL storage: migrations up and down agree with the models; the batch write is idempotent."""
+"""PostgreSQL storage: migrations up and down agree with the models; the batch write is idempotent;
+retention erases texts of every revision and prunes delivery bookkeeping."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from moderation.signals import Action, Signal, Verdict
 from moderation.storage import migrate
 from moderation.storage.database import create_database_if_missing, drop_database, make_engine
 from moderation.storage.models import Base
-from moderation.storage.queries import VerdictFilter, stored_verdicts, verdict_rows
-from moderation.storage.retention import erase_old_texts
-from moderation.storage.writes import Source, store_batch
+from moderation.storage.queries import VerdictFilter, completed_batches, stored_verdicts, verdict_rows
+from moderation.storage.retention import erase_old_texts, prune_delivery
+from moderation.storage.writes import Source, content_hash, store_batch
 
 pytestmark = pytest.mark.integration
 
@@ -42,18 +43,19 @@ def db(database_url: str) -> Iterator[Engine]:
 
 def test_migrations_go_up_and_down_and_match_the_models(database_url: str) -> None:
     migrate.upgrade(database_url)
-    assert migrate.current_revision(database_url) == "0002_review"
+    assert migrate.current_revision(database_url) == "0004_revisions"
     engine = make_engine(database_url, 1)
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
         indexes = {i["name"] for i in inspect(conn).get_indexes("verdicts")}
         assert "ix_verdicts_tenant_action_decided_at" in indexes
+        assert "ix_outbox_unpublished" in {i["name"] for i in inspect(conn).get_indexes("outbox")}
     migrate.downgrade(database_url, "base")
     assert migrate.current_revision(database_url) is None
     with engine.connect() as conn:
         assert set(inspect(conn).get_table_names()) <= {"alembic_version"}
     migrate.upgrade(database_url)
-    assert migrate.current_revision(database_url) == "0002_review"
+    assert migrate.current_revision(database_url) == "0004_revisions"
     engine.dispose()
 
 
@@ -73,7 +75,7 @@ def test_store_batch_is_idempotent_per_tenant_and_post(db: Engine) -> None:
     with db.begin() as conn:
         first = store_batch(conn, posts, verdicts, sources)
     assert len(first.inserted) == 6 and not first.existing
-    # Redelivered, with a different (later) verdict: nothing changes, nothing is added.
+    # Redelivered (same texts), with a different (later) verdict: nothing changes, nothing is added.
     with db.begin() as conn:
         again = store_batch(conn, posts, [verdict_for(p, Action.ALLOW) for p in posts], sources)
     assert not again.inserted and len(again.existing) == 6
@@ -106,3 +108,49 @@ def test_retention_erases_old_texts_but_keeps_posts_under_review(db: Engine) -> 
     with db.connect() as conn:
         texts: dict[str, str | None] = {r[0]: r[1] for r in conn.execute(text("SELECT post_id, text FROM posts"))}
     assert texts == {"old-allowed": None, "old-review": "b"}
+
+
+def test_existing_posts_become_revision_one_when_migrating(database_url: str) -> None:
+    migrate.upgrade(database_url, "0003_review_security")
+    engine = make_engine(database_url, 1)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO posts (tenant, post_id, text) VALUES ('t', 'p', 'hello')"))
+        conn.execute(
+            text(
+                "INSERT INTO verdicts (tenant, post_id, action, score, policy_version) VALUES ('t', 'p', 'allow', 0, 'v')"
+            )
+        )
+    migrate.upgrade(database_url)
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT revision, revision_count, content_hash FROM posts")).one()
+        assert (row.revision, row.revision_count) == (1, 1) and row.content_hash == content_hash("hello")
+        assert conn.execute(text("SELECT revision, text FROM post_revisions")).one() == (1, "hello")
+        assert [r["revision"] for r in verdict_rows(conn, VerdictFilter())] == [1]
+    # And back: one verdict per post again (the current revision's).
+    with engine.begin() as conn:
+        store_batch(conn, [Post(id="p", text="edited", tenant="t")], [verdict_for(Post(id="p", text="x", tenant="t"))])
+    migrate.downgrade(database_url, "0003_review_security")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM verdicts")).scalar_one() == 1
+    engine.dispose()
+
+
+def test_retention_erases_old_revisions_and_prunes_delivery_rows(db: Engine) -> None:
+    post = Post(id="p", text="first", tenant="t")
+    with db.begin() as conn:
+        store_batch(conn, [post], [verdict_for(post, Action.ALLOW)], outbox_topic="verdicts")
+        edited = Post(id="p", text="second", tenant="t")
+        store_batch(conn, [edited], [verdict_for(edited, Action.ALLOW)], outbox_topic="verdicts")
+        conn.execute(
+            text("UPDATE outbox SET published_at = now() - interval '2 days' WHERE id = (SELECT min(id) FROM outbox)")
+        )
+        conn.execute(text("INSERT INTO batch_receipts VALUES ('old', now() - interval '2 days', 1, 1, 0, 0)"))
+        conn.execute(text("INSERT INTO batch_receipts VALUES ('new', now(), 1, 1, 0, 0)"))
+    later = datetime.now(UTC) + timedelta(days=31)
+    with db.begin() as conn:
+        assert erase_old_texts(conn, days=30, now=later) == 1
+        assert prune_delivery(conn) == 2
+    with db.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM post_revisions WHERE text IS NOT NULL")).scalar_one() == 0
+        assert conn.execute(text("SELECT count(*) FROM outbox")).scalar_one() == 1  # the unpublished one stays
+        assert completed_batches(conn, ["old", "new"]) == {"new"}
