@@ -6,10 +6,11 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from moderation.endpoints import Endpoints
+from moderation.storage.database import database_url
 from moderation.storage.models import Base
 
 config = context.config
-url = config.attributes.get("database_url") or Endpoints.from_env().database_url
+url = database_url(config.attributes.get("database_url") or Endpoints.from_env().database_url)
 
 
 def run_migrations_online() -> None:
@@ -22,7 +23,7 @@ def run_migrations_online() -> None:
 
 
 if context.is_offline_mode():
-    context.configure(url=url, target_metadata=Base.metadata, literal_binds=True)
+    context.configure(url=url.render_as_string(hide_password=False), target_metadata=Base.metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
 else:

@@ -58,14 +58,25 @@ def translate_errors() -> Iterator[None]:
         raise
 
 
+def database_url(url: str | URL) -> URL:
+    """The URL with its driver made explicit. A plain `postgresql://` URL, the form hosting services hand out,
+    means psycopg2 here (SQLAlchemy 2.1 would otherwise pick psycopg 3, which is not a dependency)."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed
+
+
 def make_engine(url: str, pool_size: int = 5) -> Engine:
     # pool_pre_ping: a connection that died while PostgreSQL restarted is replaced instead of failing a batch.
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, future=True)
+    return create_engine(
+        database_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, future=True
+    )
 
 
 def create_database_if_missing(url: str) -> bool:
     """CREATE DATABASE for `url`'s database when it does not exist yet. Returns whether it created it."""
-    target: URL = make_url(url)
+    target: URL = database_url(url)
     name = target.database
     if not name:
         raise StorageUnavailable(f"database URL {redacted(url)} names no database")
@@ -86,7 +97,7 @@ def create_database_if_missing(url: str) -> bool:
 
 def drop_database(url: str) -> None:
     """DROP DATABASE (tests and the demo clean up what they made)."""
-    target = make_url(url)
+    target = database_url(url)
     admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:

@@ -3,6 +3,7 @@ the migrations in migrations/versions/."""
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 from alembic import command
@@ -10,7 +11,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+from moderation.storage.database import database_url as normalized_url
+
+# moderation/migrations is the top-level migrations/ folder (a link in the checkout, a copy in the wheel),
+# so an installed package and a checkout run the same migrations.
+MIGRATIONS_DIR = Path(str(files("moderation.migrations")))
 
 
 def alembic_config(database_url: str) -> Config:
@@ -30,7 +35,7 @@ def downgrade(database_url: str, revision: str) -> None:
 
 
 def current_revision(database_url: str) -> str | None:
-    engine = create_engine(database_url)
+    engine = create_engine(normalized_url(database_url))
     try:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
