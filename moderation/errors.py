@@ -4,6 +4,7 @@
     ├── ConfigError                  the config file or an environment variable is unusable; fix it and restart
     ├── PluginError                  a plugin failed to load or broke its contract (names the plugin)
     ├── DeviceUnavailable            a scheme needs a device this machine does not have (e.g. CUDA)
+    ├── TorchMismatch                the installed torch draws green lists other than the ones reproduced here
     ├── InvalidPost                  one input message is unusable: dead-letter it, never retry it
     │   └── StorageRejected          PostgreSQL refused a post's content (a data or constraint error)
     ├── RetryableError               a dependency is down; the same work will succeed later
@@ -67,6 +68,10 @@ class PluginError(ModerationError):
 
 class DeviceUnavailable(ModerationError):
     """A watermark scheme or setting needs a device (a CUDA GPU) that is not present."""
+
+
+class TorchMismatch(ModerationError):
+    """The installed torch's randperm no longer draws what the green-list kernels reproduce (checked at start)."""
 
 
 class InvalidPost(ModerationError):

@@ -18,9 +18,13 @@ tests/unit/watermark/test_mt19937.py checks both kernels against torch.randperm 
 
 from __future__ import annotations
 
+import functools
+
 import numba
 import numpy as np
 import numpy.typing as npt
+
+from moderation.errors import TorchMismatch
 
 _U32 = np.uint32
 _U64 = np.uint64
@@ -156,3 +160,25 @@ def is_green(
                     position = j
             base += _N
         out[b] = green
+
+
+@functools.cache
+def check_against_torch(n: int, greenlist_size: int) -> None:
+    """Fail clearly, once per process and list shape, if the installed torch's CPU randperm no longer draws
+    what these kernels reproduce (a torch upgrade could change the algorithm): wrong green lists would make
+    every verdict of this scheme meaningless, silently. Costs two randperm calls of size n."""
+    import torch
+
+    seeds = np.array([15485863, 2**32 - 5], dtype=np.uint32)  # transformers' default key, and a large seed
+    divisors, magic = fastmod_tables(n, greenlist_size)
+    ours = np.zeros((len(seeds), (n + 7) // 8), dtype=np.uint8)
+    green_bits(seeds, n, greenlist_size, magic, divisors, ours, 1)
+    for row, seed in zip(ours, seeds, strict=True):
+        generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        expected = np.zeros(n, dtype=np.bool_)
+        expected[torch.randperm(n, generator=generator)[:greenlist_size].numpy()] = True
+        if not np.array_equal(np.unpackbits(row, bitorder="little")[:n].astype(np.bool_), expected):
+            raise TorchMismatch(
+                f"torch {torch.__version__} draws CPU green lists differently from what this version of moderation "
+                "reproduces; detection would be wrong. Install the torch version pyproject.toml admits."
+            )

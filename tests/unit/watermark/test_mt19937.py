@@ -61,3 +61,23 @@ def test_fastmod_is_exact_for_every_step() -> None:
         d = divisors[step]
         rem = ((low >> np.uint64(32)) * d + (((low & np.uint64(0xFFFFFFFF)) * d) >> np.uint64(32))) >> np.uint64(32)
         assert (rem == values % d).all()
+
+
+def test_a_torch_that_draws_differently_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If a torch upgrade changed randperm, every green list would be wrong, silently: the check must say so."""
+    import torch
+
+    from moderation.errors import TorchMismatch
+
+    mt19937.check_against_torch.cache_clear()
+    mt19937.check_against_torch(30522, 7630)  # the installed torch agrees with the kernels
+    real = torch.randperm
+
+    def shifted(n: int, *args: object, **kwargs: object) -> torch.Tensor:
+        return (real(n, *args, **kwargs) + 1) % n  # type: ignore[call-overload]
+
+    monkeypatch.setattr(torch, "randperm", shifted)
+    mt19937.check_against_torch.cache_clear()
+    with pytest.raises(TorchMismatch, match=r"torch .* draws CPU green lists differently"):
+        mt19937.check_against_torch(30522, 7630)
+    mt19937.check_against_torch.cache_clear()
