@@ -123,9 +123,11 @@ def dead_letter(refused: Refused) -> tuple[bytes | None, bytes]:
 
 def batch_id_of(payload: dict[str, Any]) -> str:
     given = payload.get("batch_id")
-    if isinstance(given, str) and 0 < len(given) <= 128:
+    if isinstance(given, str) and given:
+        if len(given) > 128:  # the receipts' key column; the consumer's ids are far shorter
+            raise ValueError(f"batch_id has {len(given)} characters, the maximum is 128")
         return given
-    # No usable id: one derived from the content keeps the write idempotent anyway.
+    # No id at all (not from our consumer): one derived from the content keeps the write idempotent anyway.
     return "sha256:" + hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:64]
 
 
