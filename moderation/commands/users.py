@@ -1,7 +1,9 @@
 """`moderation users`: manage moderators — accounts, roles per tenant (viewer, moderator, admin), API tokens.
 
 Passwords are read from a prompt or stdin (never from the command line, where `ps` would show them);
-a new API token is printed once and stored only hashed.
+a new API token is printed once and stored only hashed. `tokens` lists a user's tokens (never the
+secret), `revoke-token` ends one or all; disabling a user or setting a new password ends all of them and
+every session. `purge-sessions` deletes ended sessions (each login does it too).
 """
 
 from __future__ import annotations
@@ -28,9 +30,17 @@ def add_parser(sub: Any) -> None:
     token = us.add_parser("token", help="create an API token (printed once)")
     token.add_argument("username")
     token.add_argument("--name", default="cli")
+    token.add_argument("--expires-days", type=float, help="the token stops working after this many days")
+    tokens = us.add_parser("tokens", help="list a user's API tokens: id, name, dates, state (no secrets)")
+    tokens.add_argument("username")
+    end = us.add_parser("revoke-token", help="revoke one API token of a user (by id, see `tokens`) or --all")
+    end.add_argument("username")
+    end.add_argument("token_id", type=int, nargs="?")
+    end.add_argument("--all", action="store_true")
+    us.add_parser("purge-sessions", help="delete expired and idle sessions ([review] session_idle_minutes)")
     for name in ("disable", "enable"):
-        us.add_parser(name, help=f"{name} a user (disabling ends their sessions)").add_argument("username")
-    pw = us.add_parser("password", help="set a new password (ends the user's sessions)")
+        us.add_parser(name, help=f"{name} a user (disabling ends their sessions and tokens)").add_argument("username")
+    pw = us.add_parser("password", help="set a new password (ends the user's sessions and tokens)")
     pw.add_argument("username")
     pw.add_argument("--password-stdin", action="store_true")
     us.add_parser("list", help="users and their roles")
@@ -46,12 +56,17 @@ def _password(args: argparse.Namespace) -> str:
     return first
 
 
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M") if value is not None else "-"
+
+
 def run(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
     from moderation.endpoints import Endpoints
     from moderation.errors import AuthError
     from moderation.review import auth
+    from moderation.review.settings import ReviewSettings
     from moderation.storage.database import make_engine
     from moderation.storage.models import MembershipRow, UserRow
 
@@ -68,7 +83,22 @@ def run(args: argparse.Namespace) -> int:
             elif cmd == "revoke":
                 auth.revoke(conn, args.username, args.tenant)
             elif cmd == "token":
-                print(auth.create_token(conn, args.username, args.name))
+                print(auth.create_token(conn, args.username, args.name, args.expires_days))
+            elif cmd == "tokens":
+                print(f"{'ID':>6} {'NAME':<20} {'CREATED':<16} {'LAST_USED':<16} {'EXPIRES':<16} STATE")
+                for t in auth.list_tokens(conn, args.username):
+                    print(
+                        f"{t.id:>6} {t.name:<20} {_when(t.created_at):<16} {_when(t.last_used_at):<16}"
+                        f" {_when(t.expires_at):<16} {t.state}"
+                    )
+            elif cmd == "revoke-token":
+                if (args.token_id is None) == (not args.all):
+                    raise AuthError("name one token id, or --all")
+                done = auth.revoke_tokens(conn, args.username, None if args.all else args.token_id)
+                print(f"revoked {done} token(s) of {args.username}")
+            elif cmd == "purge-sessions":
+                idle = ReviewSettings().session_idle_minutes
+                print(f"purged {auth.purge_sessions(conn, idle)} session(s)")
             elif cmd in ("disable", "enable"):
                 auth.set_disabled(conn, args.username, cmd == "disable")
             elif cmd == "password":

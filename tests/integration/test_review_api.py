@@ -41,7 +41,7 @@ def as_user(client: TestClient, tokens: dict[str, str], name: str) -> dict[str, 
 
 
 def concrete(path: str, tenant: str = "acme", post_id: str = "wm0") -> str:
-    return path.replace("{tenant}", tenant).replace("{post_id}", post_id)
+    return path.replace("{tenant}", tenant).replace("{post_id:path}", post_id).replace("{post_id}", post_id)
 
 
 OPEN = {"/health", "/metrics", "/login", "/api/login"}
@@ -113,9 +113,9 @@ def test_queue_orders_filters_and_explains(client: TestClient, seeded: tuple[Eng
     assert client.get("/api/queue?plugin=spam", headers=h).json() == []
     assert client.get("/api/queue?min_score=0.99&max_score=1", headers=h).json() == []  # review scores are 0.6
     assert len(client.get("/api/queue?author=writer&plugin=watermark", headers=h).json()) >= 3
-    post = client.get("/api/posts/acme/wm1", headers=h).json()
+    post = client.get("/api/posts/acme/wm1", headers=as_user(client, seeded[1], "alice")).json()
     wm = next(s for s in post["signals"] if s["plugin"] == "watermark")
-    assert wm["evidence"]["tokens"] and "green list" in wm["explanation"]
+    assert wm["evidence"]["tokens"] and "green list" in wm["explanation"]  # per-token evidence: deciders only
     assert {p["id"] for p in post["author_posts"]} >= {"wm2", "wm3"}
     assert "15485863" not in client.get("/api/posts/acme/wm1", headers=h).text  # the hashing key never leaves
 
