@@ -66,6 +66,9 @@ class WatermarkScheme(_Strict):
     # None takes the generator's published default: 1 for transformers and lefthash, 4 for lm-watermarking's selfhash.
     context_width: Annotated[int, Field(ge=1, le=64)] | None = None
     generator: Generator = "transformers"
+    # For "-cuda" generators: the GPU model the text was watermarked on (torch.cuda.get_device_name()), since
+    # CUDA randperm draws can differ between GPU models; checked at start (docs/detector.md#gpu).
+    cuda_device_name: str | None = None
     ignore_repeated_ngrams: bool = True
     # Per-scheme false-positive target; None takes an equal share of [watermark].false_positive_rate.
     false_positive_rate: Annotated[float, Field(gt=0.0, lt=0.5)] | None = None

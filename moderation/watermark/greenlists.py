@@ -12,6 +12,8 @@ torch on a CUDA device, since the CUDA randperm is a different algorithm.
 
 from __future__ import annotations
 
+import logging
+
 import numba
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +23,42 @@ from moderation.errors import DeviceUnavailable
 from moderation.watermark import kernels, mt19937
 
 _BIT_WEIGHTS = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
+_log = logging.getLogger(__name__)
+
+_NO_CUDA = (
+    "this scheme's text was watermarked with a CUDA generator; its green lists can only be drawn on a CUDA GPU "
+    "and none is available here (use generator='transformers' for CPU-made text)"
+)
+
+
+def check_cuda_device(scheme: str, recorded: str | None, current: str | None = None) -> None:
+    """Refuse to detect a CUDA-generator scheme on another GPU model than the one its text was made on.
+
+    torch's CUDA randperm draws its sort keys with a kernel whose grid is sized by the GPU's SM count, so for
+    large enough n (vocabularies, selfhash's 1,000,003-entry table) the permutation, and with it every green
+    list, can differ between GPU models. `recorded` is the scheme's cuda_device_name; `current` defaults to
+    torch.cuda.get_device_name() of the current device. A scheme that records no GPU model is accepted with a
+    warning, since nothing can be checked.
+    """
+    if current is None:
+        if not torch.cuda.is_available():
+            raise DeviceUnavailable(_NO_CUDA)
+        current = torch.cuda.get_device_name()
+    if recorded is None:
+        _log.warning(
+            "watermark scheme %r uses a CUDA generator but records no cuda_device_name; green lists are bit-exact "
+            "only on the GPU model the text was made on (this one is %r): set cuda_device_name",
+            scheme,
+            current,
+        )
+        return
+    if recorded.strip() != current.strip():
+        raise DeviceUnavailable(
+            f"watermark scheme {scheme!r} was made with a CUDA generator on {recorded!r}, but this GPU is "
+            f"{current!r}: CUDA randperm can draw other green lists on another GPU model, so detection would not be "
+            "exact. Run detection on a GPU of the recorded model (or, after checking that green lists agree, set "
+            "cuda_device_name to this one)"
+        )
 
 
 class GreenLists:
@@ -34,10 +72,7 @@ class GreenLists:
         cache_bytes: int,
     ) -> None:
         if cuda_generator and not torch.cuda.is_available():
-            raise DeviceUnavailable(
-                "this scheme's text was watermarked with a CUDA generator; its green lists can only be drawn "
-                "on a CUDA GPU and none is available here (use generator='transformers' for CPU-made text)"
-            )
+            raise DeviceUnavailable(_NO_CUDA)
         self.vocab_size = vocab_size
         self.greenlist_size = int(vocab_size * greenlist_ratio)
         self.cuda_generator = cuda_generator
@@ -45,6 +80,8 @@ class GreenLists:
         self.row_bytes = (vocab_size + 7) // 8
         self.capacity = max(16, cache_bytes // self.row_bytes)
         self._divisors, self._magic = mt19937.fastmod_tables(vocab_size, self.greenlist_size)
+        if not cuda_generator:
+            mt19937.check_against_torch(vocab_size, self.greenlist_size)
         self._table = torch.zeros((0, self.row_bytes), dtype=torch.uint8, device=device)
         self._used = 0  # slots filled so far; the table grows towards `capacity` rows
         self._slot_of: dict[int, int] = {}

@@ -30,6 +30,7 @@ import torch
 
 from moderation.config import WatermarkScheme
 from moderation.watermark import kernels
+from moderation.watermark.greenlists import check_cuda_device
 
 TABLE_SIZE = 1_000_003
 LM_WATERMARKING_TABLE_SEED = 2971215073
@@ -111,6 +112,9 @@ class Seeder:
 def seeder_for(scheme: WatermarkScheme) -> Seeder:
     lm = scheme.generator.startswith("lm-watermarking")
     cuda = scheme.needs_cuda
+    if cuda:
+        # Before any CUDA draw (selfhash's table below, green lists later): a GPU of the recorded model.
+        check_cuda_device(scheme.name, scheme.cuda_device_name)
     kind = "self" if scheme.seeding_scheme == "selfhash" else "left"
     table = None
     if kind == "self":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from functools import cache
@@ -13,6 +14,7 @@ from tokenizers import Tokenizer
 
 from moderation.config import BUNDLED_TOKENIZER
 from moderation.errors import ConfigError
+from moderation.watermark.bpe import FastBPE
 from moderation.watermark.wordpiece import FastWordPiece
 
 _EMPTY: npt.NDArray[np.int64] = np.zeros(0, dtype=np.int64)
@@ -54,9 +56,11 @@ def tokenizer_vocab_size(spec: str) -> int:
 
 
 @cache
-def fast_encoder(spec: str) -> FastWordPiece | None:
-    """The compiled WordPiece encoder for `spec` when its pipeline is BERT's, else None (wordpiece.py)."""
-    return FastWordPiece.from_tokenizer_json(resolve_tokenizer_path(spec))
+def fast_encoder(spec: str) -> FastWordPiece | FastBPE | None:
+    """The compiled encoder for `spec` when its pipeline is one they reproduce exactly (BERT's WordPiece,
+    wordpiece.py; SentencePiece or byte-level BPE, bpe.py), else None."""
+    parsed = json.loads(resolve_tokenizer_path(spec).read_text(encoding="utf-8"))
+    return FastWordPiece.from_spec(parsed) or FastBPE.from_spec(parsed)
 
 
 class EncodedBatch:
@@ -74,21 +78,27 @@ class EncodedBatch:
 
 
 def encode_batch(spec: str, texts: Sequence[str]) -> EncodedBatch:
-    """Tokenize many texts in one call: the compiled WordPiece pass for the texts it handles, the Rust
-    tokenizer (in parallel) for the rest. Both give the same ids."""
+    """Tokenize many texts in one call: the compiled pass for the texts it takes, the Rust tokenizer (in
+    parallel) for the rest. Both give the same ids."""
     texts = list(texts)
     tokenizer = load_tokenizer(spec)  # first: a missing or malformed file is a ConfigError
     fast = fast_encoder(spec)
-    is_fast = [fast is not None and fast.handles(t) for t in texts]
     ids = [_EMPTY] * len(texts)
-    if fast is not None and any(is_fast):
-        flat, lengths = fast.encode([t for t, f in zip(texts, is_fast, strict=True) if f])
-        rows = iter(np.split(flat, np.cumsum(lengths)[:-1]))
-        ids = [next(rows) if f else _EMPTY for f in is_fast]
-    rest = [i for i, f in enumerate(is_fast) if not f]
+    done = [False] * len(texts)
+    if fast is not None:
+        taken = [i for i, t in enumerate(texts) if fast.handles(t)]
+        if taken:
+            flat, lengths = fast.encode([texts[i] for i in taken])
+            ends = np.cumsum(np.maximum(lengths, 0))
+            for i, end, length in zip(taken, ends.tolist(), lengths.tolist(), strict=True):
+                if length >= 0:  # the BPE pass refuses a text with a very long word: Rust takes it
+                    ids[i] = flat[end - length : end]
+                    done[i] = True
+    rest = [i for i, d in enumerate(done) if not d]
     if rest:
-        for i, encoding in zip(
-            rest, tokenizer.encode_batch([texts[i] for i in rest], add_special_tokens=False), strict=True
-        ):
+        # encode_batch_fast: the same ids as encode_batch, without tracking character offsets (about 1.5x
+        # faster); offsets are fetched per post, for the few that need evidence.
+        encodings = tokenizer.encode_batch_fast([texts[i] for i in rest], add_special_tokens=False)
+        for i, encoding in zip(rest, encodings, strict=True):
             ids[i] = np.array(encoding.ids, dtype=np.int64)
     return EncodedBatch(spec, texts, ids)

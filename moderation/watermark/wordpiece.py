@@ -287,7 +287,11 @@ class FastWordPiece:
     def from_tokenizer_json(cls, path: Path) -> FastWordPiece | None:
         """The encoder for a BERT-style tokenizer.json (BertNormalizer with clean_text, BertPreTokenizer,
         WordPiece), or None for any other pipeline."""
-        spec: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return cls.from_spec(json.loads(path.read_text(encoding="utf-8")))
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> FastWordPiece | None:
+        """Like from_tokenizer_json, for the file's parsed content."""
         normalizer = spec.get("normalizer") or {}
         pre_tokenizer = spec.get("pre_tokenizer") or {}
         model = spec.get("model") or {}

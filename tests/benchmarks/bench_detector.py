@@ -26,10 +26,12 @@ from moderation.watermark.seeding import Seeder, seeder_for
 from moderation.watermark.stats import log_binomial_tail, z_scores
 from moderation.watermark.tokenization import encode_batch
 from tests.benchmarks.common import (
+    add_tokenizer_option,
     distinct_posts,
     machine,
     peak_rss_mib,
     reference_detector,
+    scheme_fields,
     settings_for,
     table,
     timed,
@@ -40,7 +42,7 @@ def detection_step(
     ids: list[np.ndarray], seeder: Seeder, greenlists: GreenLists, scheme: WatermarkScheme
 ) -> np.ndarray:
     """Token ids in, exact p-values out: what the detector does after tokenizing."""
-    tokens = score_tokens(ids, seeder, greenlists, ignore_repeated_ngrams=scheme.ignore_repeated_ngrams)
+    tokens = score_tokens(ids, seeder, greenlists, counting=scheme.repeat_counting)
     scored, green = (t.numpy() for t in tokens.counts())
     z_scores(green, scored, scheme.greenlist_ratio)
     return log_binomial_tail(green, scored, scheme.greenlist_ratio)
@@ -62,19 +64,24 @@ def main() -> None:
     parser.add_argument(
         "--reference-posts", type=int, default=200, help="posts given to transformers' detector, spread over the set"
     )
-    parser.add_argument("--vocab-size", type=int, default=30522, help="the model's vocab_size (>= 30522)")
+    parser.add_argument("--vocab-size", type=int, help="the model's vocab_size (default: the tokenizer's)")
+    add_tokenizer_option(parser)
     args = parser.parse_args()
+    fields = scheme_fields(args.tokenizer)
+    if args.vocab_size is not None:
+        fields["vocab_size"] = args.vocab_size
 
     cold_posts = distinct_posts(args.posts)
     fill_posts = distinct_posts(args.posts, offset=args.posts)
     warm_posts = distinct_posts(args.posts, offset=2 * args.posts)
     print(f"machine: {machine()}")
-    print(f"posts: 3 x {args.posts} distinct posts of ~200 tokens; vocab_size {args.vocab_size}\n")
+    print(f"tokenizer: {args.tokenizer} ({fields['tokenizer']}), vocab_size {fields['vocab_size']}")
+    print(f"posts: 3 x {args.posts} distinct posts of 150 words\n")
     rows: list[list[object]] = [
         ["scheme", "reference tok/s", "step cold tok/s", "step warm tok/s", "detect() tok/s", "step/ref", "detect/ref"]
     ]
     for seeding in ("lefthash", "selfhash"):
-        settings = settings_for(seeding, vocab_size=args.vocab_size)
+        settings = settings_for(seeding, **fields)
         scheme = settings.watermark.schemes[0]
         cold_ids = encode_batch(scheme.tokenizer, cold_posts).ids
         fill_ids = encode_batch(scheme.tokenizer, fill_posts).ids

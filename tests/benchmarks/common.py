@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import platform
 import resource
 import time
@@ -13,6 +14,7 @@ import torch
 
 from moderation.config import Settings, WatermarkScheme, parse_settings
 from moderation.testing.synthetic import stdlib_prose
+from moderation.testing.tokenizers import TOKENIZER_KINDS, tokenizer_spec
 
 
 def distinct_posts(n: int, words: int = 150, offset: int = 0) -> list[str]:
@@ -25,6 +27,24 @@ def distinct_posts(n: int, words: int = 150, offset: int = 0) -> list[str]:
             f"only {len(all_words) // words} distinct posts of {words} words available, asked {offset + n}"
         )
     return [" ".join(all_words[(offset + i) * words : (offset + i + 1) * words]) for i in range(n)]
+
+
+def add_tokenizer_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tokenizer",
+        choices=TOKENIZER_KINDS,
+        default="bundled",
+        help="bundled: BERT WordPiece (30,522 ids); mistral: Mistral 7B's SentencePiece BPE (32,000 ids); "
+        "bytebpe: a GPT-2-style byte-level BPE trained on prose (32,000 ids). Built offline, cached in a temp folder.",
+    )
+
+
+def scheme_fields(tokenizer_kind: str) -> dict[str, Any]:
+    """The scheme fields that name a tokenizer kind and its vocabulary size."""
+    from moderation.watermark.tokenization import tokenizer_vocab_size
+
+    spec = tokenizer_spec(tokenizer_kind)
+    return {"tokenizer": spec, "vocab_size": tokenizer_vocab_size(spec)}
 
 
 def settings_for(seeding_scheme: str, **fields: Any) -> Settings:
@@ -45,7 +65,7 @@ def reference_detector(scheme: WatermarkScheme) -> Callable[[np.ndarray], Any]:
         seeding_scheme=scheme.seeding_scheme,
         context_width=scheme.effective_context_width,
     )
-    detector = WatermarkDetector(config, "cpu", wm, ignore_repeated_ngrams=scheme.ignore_repeated_ngrams)
+    detector = WatermarkDetector(config, "cpu", wm, ignore_repeated_ngrams=scheme.repeat_counting != "all")
 
     def detect(ids: np.ndarray) -> Any:
         return detector(torch.from_numpy(ids).unsqueeze(0), return_dict=True)  # type: ignore[arg-type]
