@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from contextlib import redirect_stdout
 from typing import Any
 
@@ -166,3 +167,69 @@ def test_verdicts_command_shows_each_post_once_and_history_on_request(
     with redirect_stdout(table):
         main(["verdicts", "--history"])
     assert "1 (old)" in table.getvalue()
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_end_to_end_an_edit_reaches_the_output_topic_at_its_latest_revision(tmp_path: Any) -> None:
+    """Kafka in, consumer, Celery worker, PostgreSQL, the outbox relay started by `moderation worker`, Kafka out."""
+    from kafka.structs import TopicPartition
+
+    from moderation.kafka_io import make_consumer
+    from moderation.testing.pipeline import LocalPipeline
+    from tests.integration.conftest import pipeline_config
+
+    scheme = settings().watermark.schemes[0]
+    human = human_posts(20, seed=51)
+    with LocalPipeline(tmp_path, pipeline_config()) as lp:
+        lp.produce([{**post(i, t), "author": "a"} for i, t in enumerate(human)])
+        assert lp.wait_for(20) == 20
+        # Posts 0-4 edited to machine text, posts 5-9 sent again unchanged.
+        edits = [{**post(i, watermarked_post(150, scheme, seed=900 + i)), "author": "a"} for i in range(5)]
+        lp.produce(edits + [{**post(i, human[i]), "author": "a"} for i in range(5, 10)])
+
+        database = lp.database()
+
+        def current() -> dict[str, tuple[int, str]]:
+            with database.connect() as conn:
+                return {r["id"]: (r["revision"], r["action"]) for r in verdict_rows(conn, VerdictFilter(limit=None))}
+
+        wait_until(lambda: sum(rev == 2 for rev, _ in current().values()) == 5, 120, "the five edits")
+        final = current()
+        database.dispose()
+        assert len(final) == 20 and lp.count_verdicts() == 20
+        assert {k: v for k, v in final.items() if v[0] == 2} == {f"p{i}": (2, "review") for i in range(5)}
+        assert all(final[f"p{i}"][0] == 1 for i in range(5, 20))
+
+        assert lp.endpoints is not None
+        consumer = make_consumer(lp.endpoints, None)
+        parts = [TopicPartition(lp.settings.pipeline.output_topic, p) for p in range(lp.partitions)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        latest: dict[str, dict[str, Any]] = {}
+        count = 0
+
+        def read() -> bool:
+            nonlocal count
+            for records in consumer.poll(timeout_ms=300).values():
+                for r in records:
+                    count += 1
+                    m = json.loads(r.value)
+                    if m["revision"] >= latest.get(m["id"], {"revision": 0})["revision"]:
+                        latest[m["id"]] = m
+            return count >= 25
+
+        try:
+            wait_until(read, 60, "25 verdict messages (20 first revisions and 5 edits)")
+            read()
+        finally:
+            consumer.close()
+    # What a reader keeping the highest revision per key ends with: the current verdicts, nothing more.
+    assert {k: (m["revision"], m["action"]) for k, m in latest.items()} == final
+    assert count == 25, "unchanged posts sent again publish nothing"
