@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--metrics-dir", help="folder for multi-process metric files (default: a fresh temporary folder)")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--name", default="moderation@%h", help="Celery node name")
+    p.add_argument(
+        "--no-relay",
+        action="store_true",
+        help="do not start an outbox relay beside the worker (run `moderation relay`)",
+    )
     p.set_defaults(func=run)
 
 
@@ -41,16 +49,44 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings()  # fail early, in the parent, on a bad config
     if settings.metrics.worker_port:
         serve_multiprocess(settings.metrics.worker_port, settings.metrics.bind_address)
-    app.worker_main(
-        [
-            "worker",
-            f"--loglevel={args.log_level}",
-            f"--concurrency={args.concurrency}",
-            f"--queues={settings.pipeline.celery_queue}",
-            "--pool=prefork",
-            f"--hostname={args.name}",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-    )
+    # The outbox relay publishes what the pool processes store; a process of its own (no threads in a parent
+    # that forks), sharing this worker's environment and metrics folder.
+    relay = None if args.no_relay else start_relay(args.config, args.log_level)
+    try:
+        app.worker_main(
+            [
+                "worker",
+                f"--loglevel={args.log_level}",
+                f"--concurrency={args.concurrency}",
+                f"--queues={settings.pipeline.celery_queue}",
+                "--pool=prefork",
+                f"--hostname={args.name}",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
+    finally:
+        if relay is not None:
+            relay.terminate()
+            try:
+                relay.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                relay.kill()
     return 0
+
+
+def start_relay(config: str | None, log_level: str) -> subprocess.Popen[bytes]:
+    """`moderation relay` as a child that dies with this process (PR_SET_PDEATHSIG on Linux)."""
+
+    def die_with_parent() -> None:
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # not Linux: the relay outlives a killed worker, which is harmless (SKIP LOCKED)
+
+    cmd = [sys.executable, "-m", "moderation.cli", "relay", f"--log-level={log_level}"]
+    if config:
+        cmd.append(f"--config={config}")
+    return subprocess.Popen(cmd, preexec_fn=die_with_parent)
