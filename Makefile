@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install browser-deps demo scan-demo test lint typecheck unit integration bench bench-detector bench-scan eval bench-pipeline clean
+.PHONY: install browser-deps calibration-deps demo scan-demo test lint typecheck unit integration bench bench-detector bench-scan eval bench-pipeline clean
 
 install: $(STAMP)
 
@@ -25,6 +25,11 @@ browser-deps:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "warning: could not install Debian's chromium; the browser tests will be skipped (they say so)"
 
+# Human text Debian ships, for the false-positive calibration (tests/calibration/corpus.py).
+calibration-deps:
+	@{ test -f /usr/share/games/fortunes/songs-poems && test -f /usr/share/man/man3/printf.3.gz; } || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq manpages manpages-dev fortunes >/dev/null; } \
+		|| echo "warning: could not install manpages, manpages-dev, fortunes; the calibration tests will be skipped (they say so)"
+
 scan-demo: install
 	$(BIN)/moderation scan --config moderation/data/demo.toml --input moderation/data/sample_posts.jsonl
 
@@ -41,7 +46,7 @@ unit: install
 integration: install
 	$(BIN)/pytest tests/integration
 
-test: lint typecheck browser-deps
+test: lint typecheck browser-deps calibration-deps
 	$(BIN)/pytest tests
 
 bench: bench-detector bench-scan eval

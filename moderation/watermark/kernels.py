@@ -57,6 +57,43 @@ def first_occurrence(keys: npt.NDArray[np.int64], bounds: npt.NDArray[np.int64])
 
 
 @numba.njit(cache=True)
+def first_occurrence_pairs(
+    first: npt.NDArray[np.int64], second: npt.NDArray[np.int64], bounds: npt.NDArray[np.int64]
+) -> npt.NDArray[np.bool_]:
+    """True where the pair (first[i], second[i]) appears for the first time within its segment
+    [bounds[s], bounds[s + 1]). Any int64 values (a CUDA seed's bit pattern may be negative), so an
+    occupied slot is marked by the segment's stamp rather than by a reserved key value."""
+    n = first.shape[0]
+    out = np.zeros(n, dtype=np.bool_)
+    longest = 0
+    for s in range(bounds.shape[0] - 1):
+        longest = max(longest, bounds[s + 1] - bounds[s])
+    capacity = hash_table_size(longest)
+    held_first = np.empty(capacity, dtype=np.int64)
+    held_second = np.empty(capacity, dtype=np.int64)
+    stamp = np.zeros(capacity, dtype=np.int64)
+    for s in range(bounds.shape[0] - 1):
+        lo, hi = bounds[s], bounds[s + 1]
+        mask = hash_table_size(hi - lo) - 1
+        mark = s + 1  # slots stamped by an earlier segment count as empty: no clearing between posts
+        for i in range(lo, hi):
+            a, b = first[i], second[i]
+            h = (np.uint64(a) * np.uint64(0x9E3779B97F4A7C15)) ^ (np.uint64(b) * np.uint64(0xC2B2AE3D27D4EB4F))
+            slot = np.int64(h >> np.uint64(20)) & mask
+            while True:
+                if stamp[slot] != mark:
+                    stamp[slot] = mark
+                    held_first[slot] = a
+                    held_second[slot] = b
+                    out[i] = True
+                    break
+                if held_first[slot] == a and held_second[slot] == b:
+                    break
+                slot = (slot + 1) & mask
+    return out
+
+
+@numba.njit(cache=True)
 def dense_distinct(values: npt.NDArray[np.int64], bound: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """(sorted distinct values, inverse) for values in [0, bound): a counting pass instead of a sort."""
     index = np.full(bound, _EMPTY, dtype=np.int64)

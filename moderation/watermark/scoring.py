@@ -1,13 +1,28 @@
-"""Token ids -> which scored tokens are green, for a whole batch of ragged posts at once.
+"""Token ids -> which scored tokens are green, and which count towards the test, for a whole batch of
+ragged posts at once.
 
 A post of L tokens has L - ngram_size + 1 scored positions: the first tokens only seed the green list of
-the next one and cannot be scored (the generator's own detector skips them the same way). With
-`ignore_repeated_ngrams`, each distinct n-gram of a post counts once (its first occurrence), because
-repetition ("lol lol lol", lists, spam) inflates the green count of human text. Repeats are still
-marked green or red for the evidence, they just do not count.
+the next one and cannot be scored (the generator's own detector skips them the same way).
 
-No Python loop runs per token: the batch is flattened and handled with tensor operations; the only
-per-item work happens in the compiled green-list kernels, once per distinct seed or (seed, token) pair.
+Which positions COUNT (`counting`, the scheme's `repeat_counting`):
+- "pairs" (default): each (green-list seed, target token) pair of a post counts once, at its first
+  occurrence (Fernandez et al. 2023, "Three Bricks to Consolidate Watermarks for LLMs"). A position's
+  green bit is a function of that pair alone, so repeats of a pair are the same draw, not new evidence;
+  distinct pairs are independent draws under H0, which is what the binomial test assumes. The pair is
+  finer than it looks: transformers' lefthash seeds on the previous token whatever context_width says,
+  lm-watermarking's additive PRF on the SUM of its context, and both selfhash variants on the one
+  context token that achieves the min (or the target itself): distinct n-grams often share a pair.
+  Deduplicating on the seed VALUE covers all of these at once (and two contexts whose seeds collide are
+  the same draw too).
+- "ngrams": each distinct scored n-gram counts once (transformers' and lm-watermarking's
+  `ignore_repeated_ngrams`), for reproducing their numbers. Distinct n-grams sharing a pair are counted
+  as independent though they are one draw: this VOIDS the false-positive guarantee (measured in
+  tests/unit/watermark/test_calibration.py: up to tens of times the target on human text).
+- "all": every scored position counts (the detectors' default without that option); voids it too.
+Repeats are still marked green or red for the evidence; they just do not count.
+
+No Python loop runs per token: the batch is flattened and handled with tensor operations and compiled
+kernels; green lists are derived once per distinct seed (lefthash) or (seed, token) pair (selfhash).
 """
 
 from __future__ import annotations
@@ -19,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from moderation.config import RepeatCounting
 from moderation.watermark import kernels
 from moderation.watermark.greenlists import GreenLists
 from moderation.watermark.seeding import Seeder
@@ -32,7 +48,7 @@ class ScoredTokens:
     post: torch.Tensor  # int64 [N]: which post
     position: torch.Tensor  # int64 [N]: index of the scored (target) token within its post
     green: torch.Tensor  # bool [N]
-    counted: torch.Tensor  # bool [N]: counts towards the test (first occurrence of its n-gram)
+    counted: torch.Tensor  # bool [N]: counts towards the test (first occurrence of its pair or n-gram)
 
     def counts(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens scored, green tokens) per post, counting only `counted` positions."""
@@ -48,7 +64,7 @@ def score_tokens(
     seeder: Seeder,
     greenlists: GreenLists,
     *,
-    ignore_repeated_ngrams: bool,
+    counting: RepeatCounting,
 ) -> ScoredTokens:
     device = greenlists.device
     vocab = greenlists.vocab_size
@@ -69,17 +85,25 @@ def score_tokens(
     target = starts[post] + position
     ngrams = flat[target.unsqueeze(1) - (m - 1) + torch.arange(m)] if n else torch.zeros((0, m), dtype=torch.int64)
 
-    if ignore_repeated_ngrams and n:
-        counted = _first_occurrences(post, ngrams, vocab, len(token_ids))
-    else:
-        counted = torch.ones(n, dtype=torch.bool)
-
     targets = ngrams[:, -1] if n else torch.zeros(0, dtype=torch.int64)
     if seeder.kind == "left":
         distinct, inverse = seeder.left_seeds_grouped(ngrams) if n else (np.empty(0, np.int64), np.empty(0, np.int64))
         green = greenlists.lookup_grouped(distinct, inverse, targets)
+        seed_key = distinct[inverse]
     else:
-        green = _membership_deduplicated(greenlists, seeder.seeds(ngrams), targets.numpy(), vocab)
+        seed_key = seeder.seeds(ngrams)
+        green = _membership_deduplicated(greenlists, seed_key, targets.numpy(), vocab)
+
+    if not n or counting == "all":
+        counted = torch.ones(n, dtype=torch.bool)
+    elif counting == "pairs":
+        counted = torch.from_numpy(
+            kernels.first_occurrence_pairs(seed_key, targets.numpy(), _bounds(post, len(token_ids)))
+        )
+    elif counting == "ngrams":
+        counted = _first_occurrences(post, ngrams, vocab, len(token_ids))
+    else:
+        raise ValueError(f"counting must be 'pairs', 'ngrams' or 'all'; got {counting!r}")
     return ScoredTokens(
         num_posts=len(token_ids),
         post=post.to(device),
@@ -89,6 +113,14 @@ def score_tokens(
     )
 
 
+def _bounds(post: torch.Tensor, num_posts: int) -> npt.NDArray[np.int64]:
+    """Positions are stored post by post: post s's are [bounds[s], bounds[s + 1]), a segment (and a small
+    hash table) of its own."""
+    per_post = torch.bincount(post, minlength=num_posts)
+    bounds: npt.NDArray[np.int64] = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(per_post, 0)]).numpy()
+    return bounds
+
+
 def _first_occurrences(post: torch.Tensor, ngrams: torch.Tensor, vocab: int, num_posts: int) -> torch.Tensor:
     """True for the first occurrence of each (post, n-gram): a hash pass when one int64 key holds it."""
     m = ngrams.shape[1]
@@ -96,10 +128,7 @@ def _first_occurrences(post: torch.Tensor, ngrams: torch.Tensor, vocab: int, num
         key = post.clone()
         for column in range(m):
             key = key * vocab + ngrams[:, column]
-        # Positions are stored post by post: each post's keys are one segment with a table of its own.
-        per_post = torch.bincount(post, minlength=num_posts)
-        bounds = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(per_post, 0)])
-        return torch.from_numpy(kernels.first_occurrence(key.numpy(), bounds.numpy()))
+        return torch.from_numpy(kernels.first_occurrence(key.numpy(), _bounds(post, num_posts)))
     # Too wide for one int64 key (huge vocab or long context): group identical rows by sorting instead.
     n = ngrams.shape[0]
     _, occurrence = torch.unique(torch.cat([post.unsqueeze(1), ngrams], dim=1), dim=0, return_inverse=True)

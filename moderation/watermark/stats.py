@@ -12,6 +12,7 @@ there, so a few thousand terms are exact to double precision).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -87,3 +88,18 @@ def min_green_for(scored: int, gamma: float, alpha: float) -> int:
         else:
             lo = mid + 1
     return lo
+
+
+@functools.lru_cache(maxsize=65_536)
+def detection_threshold(scored: int, gamma: float, alpha: float) -> int:
+    """min_green_for, cached: a detector asks for few distinct (length, level) pairs."""
+    return min_green_for(scored, gamma, alpha)
+
+
+def power(scored: int, gamma: float, alpha: float, green_fraction: float) -> float:
+    """P(the exact test at level alpha flags T = `scored` tokens), when each is green with probability
+    `green_fraction`: how likely this post's test was to see a watermark of that strength."""
+    threshold = detection_threshold(scored, gamma, alpha)
+    if threshold > scored:
+        return 0.0
+    return float(bdtrc(threshold - 1, scored, green_fraction)) if threshold > 0 else 1.0

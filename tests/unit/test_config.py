@@ -101,5 +101,5 @@ def test_family_budget_is_split_unless_a_scheme_sets_its_own() -> None:
         }
     )
     a, _, c = settings.watermark.schemes
-    assert settings.watermark.alpha_for(a) == pytest.approx(1e-4 / 3)
+    assert settings.watermark.alpha_for(a) == pytest.approx((1e-4 - 1e-6) / 2)  # c's own target is deducted
     assert settings.watermark.alpha_for(c) == 1e-6

@@ -8,7 +8,7 @@ from moderation.config import Settings, parse_settings
 from moderation.errors import ConfigError, DeviceUnavailable
 from moderation.watermark import WatermarkDetector
 from moderation.watermark.detector import NORMALIZED_FORM_SHARE
-from moderation.watermark.normalize import CONFUSABLES
+from moderation.watermark.stats import min_green_for, power
 
 from .conftest import human_words, make_scheme, watermarked_words
 
@@ -16,8 +16,13 @@ LEFT = {"name": "left", "vocab_size": 30522}
 SELF = {"name": "self", "vocab_size": 30528, "seeding_scheme": "selfhash", "context_width": 2, "hashing_key": 99991}
 
 
-def settings(*schemes: dict[str, Any], **detector: Any) -> Settings:
-    return parse_settings({"detector": {"device": "cpu", **detector}, "watermark": {"schemes": list(schemes)}})
+def settings(*schemes: dict[str, Any], budget: float = 1e-5, **detector: Any) -> Settings:
+    return parse_settings(
+        {
+            "detector": {"device": "cpu", **detector},
+            "watermark": {"false_positive_rate": budget, "schemes": list(schemes)},
+        }
+    )
 
 
 def emoji_every_word(text: str) -> str:
@@ -129,17 +134,13 @@ def test_family_wise_false_positive_rate_holds_with_every_test() -> None:
     """At a loose target the rule can be checked by counting: human posts of every length, tested in two
     forms (emoji between words) and with windows, are flagged at most at the target rate."""
     alpha = 0.05
-    loose = WatermarkDetector(settings({**LEFT, "false_positive_rate": alpha}))
+    loose = WatermarkDetector(settings(LEFT, budget=alpha))
     texts = [human_words(20 + (i % 8) * 40, seed=5_000 + i) for i in range(1500)]
     texts += [emoji_every_word(t) for t in texts[:500]]
     scores = [row[0] for row in loose.detect(texts, evidence="none")]
     assert max(s.tests for s in scores) == 4  # two forms, each with a window test, for the long attacked ones
     rate = sum(bool(s.watermarked) for s in scores) / len(scores)
     assert rate <= alpha + 3 * (alpha * (1 - alpha) / len(scores)) ** 0.5
-
-
-def test_homoglyph_table_only_maps_to_ascii() -> None:
-    assert all(v.isascii() for v in CONFUSABLES.values())
 
 
 def test_copy_paste_passage_is_found_by_the_window_test(detector: WatermarkDetector) -> None:
@@ -195,8 +196,77 @@ def test_cuda_generator_scheme_refuses_without_a_gpu() -> None:
         WatermarkDetector(settings({"name": "gpu", "vocab_size": 30522, "generator": "transformers-cuda"}))
 
 
-def test_z_threshold_rule_is_available(marked_left: str) -> None:
-    strict = WatermarkDetector(settings({**LEFT, "z_threshold": 1000.0, "windowed": False}))
+def test_z_threshold_states_a_rate_decided_by_the_exact_tail(marked_left: str) -> None:
+    """z_threshold = z is the target P(N(0,1) >= z), within the post-level budget, decided exactly: at 16
+    tokens "z >= 4" would flag 12 green of 16, whose real rate is 9x the nominal 3.2e-5."""
+    lenient = WatermarkDetector(settings({**LEFT, "z_threshold": 4.0}, budget=1e-4))
+    assert lenient.schemes[0].alpha == pytest.approx(3.167e-5, rel=1e-3)
+    marked = lenient.detect([marked_left])[0][0]
+    assert marked.watermarked is True and marked.alpha == pytest.approx(3.167e-5, rel=1e-3)
+    # 12 of 16 green: z = 4.0 exactly, yet P(X >= 12) = 3.4e-5 > 3.2e-5: the exact rule does not flag it.
+    assert min_green_for(16, 0.25, 3.167e-5) == 13
+    strict = WatermarkDetector(settings({**LEFT, "z_threshold": 30.0}))
     assert strict.detect([marked_left])[0][0].watermarked is False
-    lenient = WatermarkDetector(settings({**LEFT, "z_threshold": 4.0, "windowed": False}))
-    assert lenient.detect([marked_left])[0][0].watermarked is True
+
+
+def test_z_threshold_beyond_the_budget_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"schemes\[left\]\.z_threshold \(3\.17e-05\).*false_positive_rate \(1e-05\)"):
+        settings({**LEFT, "z_threshold": 4.0})
+
+
+def test_per_scheme_targets_are_deducted_from_the_budget() -> None:
+    both = settings({**LEFT, "false_positive_rate": 4e-6}, SELF)
+    left, right = both.watermark.schemes
+    assert both.watermark.alpha_for(left) == 4e-6
+    assert both.watermark.alpha_for(right) == pytest.approx(6e-6)  # what is left of 1e-5
+    assert sum(both.watermark.alpha_for(s) for s in both.watermark.schemes) == pytest.approx(1e-5)
+    with pytest.raises(ConfigError, match=r"schemes\[left\]\.false_positive_rate.*leaving nothing for the 1 other"):
+        settings({**LEFT, "false_positive_rate": 1e-5}, SELF)
+    with pytest.raises(ConfigError, match=r"add up to 1\.2e-05"):
+        settings({**LEFT, "false_positive_rate": 6e-6}, {**SELF, "false_positive_rate": 6e-6})
+
+
+def test_short_posts_that_are_not_flagged_say_insufficient_evidence(detector: WatermarkDetector) -> None:
+    """Not flagging a 16-token post is no evidence it is human: its test had about 1% power."""
+    short, long = (row[0] for row in detector.detect([human_words(17, 41), human_words(400, 42)]))
+    assert short.num_tokens_scored == 16 and short.watermarked is False
+    assert short.outcome == "insufficient_evidence"
+    assert short.power is not None and short.power < 0.05
+    # At 16 tokens, 13 green (81%) are needed at the scheme's 5e-6 share of the budget.
+    assert short.min_detectable_green_fraction == pytest.approx(13 / 16)
+    assert long.watermarked is False and long.outcome == "not_watermarked"
+    assert long.power is not None and long.power >= 0.8
+    # The power is the binomial chance of reaching the threshold at the expected green fraction.
+    scheme = detector.settings.watermark.schemes[0]
+    assert scheme.power_green_fraction == pytest.approx(0.4806, abs=1e-4)
+    assert short.power == pytest.approx(power(16, 0.25, short.alpha, scheme.power_green_fraction))
+
+
+def test_outcome_of_flagged_and_abstained_posts(detector: WatermarkDetector, marked_left: str) -> None:
+    flagged, tiny = (row[0] for row in detector.detect([marked_left, "a few words"]))
+    assert (flagged.watermarked, flagged.outcome) == (True, "watermarked")
+    assert (tiny.watermarked, tiny.outcome, tiny.power) == (None, "abstained", None)
+
+
+def test_a_repeated_pair_counts_once_whatever_its_context() -> None:
+    """transformers' lefthash with context 3 seeds on the previous token only: "x a b" and "y a b" are
+    distinct n-grams but one (seed, target) pair. The default counts it once; "ngrams" counts it twice."""
+    text = " ".join(f"{w} next word" for w in ("alpha", "beta", "gamma", "delta", "omega", "sigma", "theta", "kappa"))
+    fields = {**LEFT, "context_width": 3, "windowed": False, "min_scored_tokens": 1}
+    pairs = WatermarkDetector(settings(fields)).detect([text], evidence="all")[0][0]
+    ngrams = WatermarkDetector(settings({**fields, "repeat_counting": "ngrams"})).detect([text], evidence="all")[0][0]
+    every = WatermarkDetector(settings({**fields, "ignore_repeated_ngrams": False})).detect([text])[0][0]
+    assert every.num_tokens_scored == 24 - 3
+    # Scoring starts at the 4th token ("beta"). Distinct (previous token, target) pairs among the 21:
+    # (word, w) for the 7 later words, (w, next) for the same 7, and (next, word) once.
+    assert pairs.num_tokens_scored == 7 + 7 + 1
+    assert ngrams.num_tokens_scored == 21  # every 4-gram differs
+    assert pairs.tokens is not None and sum(c for *_, c in pairs.tokens) == 15
+
+
+def test_legacy_ignore_repeated_ngrams_maps_to_a_counting() -> None:
+    assert settings({**LEFT, "ignore_repeated_ngrams": True}).watermark.schemes[0].repeat_counting == "ngrams"
+    assert settings({**LEFT, "ignore_repeated_ngrams": False}).watermark.schemes[0].repeat_counting == "all"
+    assert settings(LEFT).watermark.schemes[0].repeat_counting == "pairs"
+    with pytest.raises(ConfigError, match="ignore_repeated_ngrams = true means repeat_counting = 'ngrams'"):
+        settings({**LEFT, "ignore_repeated_ngrams": True, "repeat_counting": "pairs"})

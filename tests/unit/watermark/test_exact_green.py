@@ -35,7 +35,7 @@ def random_posts(vocab: int, lengths: list[int], seed: int = 1) -> list[np.ndarr
 def our_green(fields: dict[str, Any], posts: list[np.ndarray]) -> tuple[list[tuple[int, int, bool]], int]:
     scheme = make_scheme(**fields)
     seeder, greenlists = runtime_for(scheme)
-    scored = score_tokens(posts, seeder, greenlists, ignore_repeated_ngrams=False)
+    scored = score_tokens(posts, seeder, greenlists, counting="all")
     rows = zip(scored.post.tolist(), scored.position.tolist(), scored.green.tolist(), strict=True)
     return list(rows), seeder.ngram_size
 

@@ -66,7 +66,7 @@ def test_generated_text_scores_exactly_as_transformers_detector(
     reference = WatermarkDetector(model.config, "cpu", wm, ignore_repeated_ngrams=ignore_repeated)
     seeder, greenlists = runtime_for(scheme)
     posts = [row.numpy().astype(np.int64) for row in out]
-    tokens = score_tokens(posts, seeder, greenlists, ignore_repeated_ngrams=ignore_repeated)
+    tokens = score_tokens(posts, seeder, greenlists, counting=scheme.repeat_counting)
     scored, green = (t.tolist() for t in tokens.counts())
     for i, row in enumerate(out):
         ref: Any = reference(row.unsqueeze(0), return_dict=True)

@@ -82,3 +82,17 @@ def test_exact_test_false_positive_rate_is_at_most_alpha() -> None:
     for t in (16, 17, 50, 200, 800):
         g = min_green_for(t, 0.25, 1e-3)
         assert binom.sf(g - 1, t, 0.25) <= 1e-3
+
+
+@pytest.mark.parametrize(("tokens", "low", "high"), [(16, 8.0, 12.0), (100, 1.5, 3.0), (800, 1.2, 2.5)])
+def test_real_rate_of_the_normal_z4_rule(tokens: int, low: float, high: float) -> None:
+    """What a "z >= 4" rule really flags at gamma 0.25, by exact enumeration: P(z(X) >= 4) for X ~ B(T, 0.25),
+    against the 3.17e-5 it claims. This is why z_threshold only states a rate and the exact tail decides."""
+    from moderation.config import normal_tail
+
+    green = np.arange(tokens + 1)
+    flagged = green[z_scores(green, np.full(tokens + 1, tokens), 0.25) >= 4.0]
+    real = float(binom.sf(flagged.min() - 1, tokens, 0.25))
+    assert low < real / normal_tail(4.0) < high
+    # The exact rule at the nominal rate never exceeds it.
+    assert binom.sf(min_green_for(tokens, 0.25, normal_tail(4.0)) - 1, tokens, 0.25) <= normal_tail(4.0)
