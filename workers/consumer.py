@@ -15,6 +15,7 @@ never commits and never waits (a commit there raises; a wait there starves the h
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -317,13 +318,17 @@ def _failed(item: Item, detail: str) -> Rejected:
 
 
 def cooperative_assignment() -> dict[str, Any]:
-    """Incremental cooperative rebalancing (KIP-429) where the client has it: a member that joins or leaves
-    moves only the partitions that change owner, instead of every member revoking everything."""
-    try:
-        from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyPartitionAssignor
-    except ImportError:  # an older kafka-python: eager rebalancing, still safe (nothing is committed in it)
+    """Incremental cooperative rebalancing (KIP-429) where the client has it and MODERATION_KAFKA_REBALANCE
+    is not "eager": a member that joins or leaves moves only the partitions that change owner, instead of
+    every member revoking everything. Eager rebalancing is just as safe here (nothing is committed or
+    awaited in the listener); it costs redelivery of what was in flight."""
+    if os.environ.get("MODERATION_KAFKA_REBALANCE", "cooperative") == "eager":
         return {}
-    return {"partition_assignment_strategy": (CooperativeStickyPartitionAssignor,)}
+    try:
+        from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
+    except ImportError:  # an older kafka-python: eager rebalancing
+        return {}
+    return {"partition_assignment_strategy": (CooperativeStickyAssignor,)}
 
 
 class _Rebalance(ConsumerRebalanceListener):
