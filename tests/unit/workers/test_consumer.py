@@ -12,7 +12,7 @@ import pytest
 from moderation.config import load_settings, parse_settings
 from moderation.endpoints import Endpoints
 from tests.unit.workers.fakes import Celery, Clock, KafkaConsumer, Producer, Receipts
-from workers.consumer import PostConsumer
+from workers.consumer import PostConsumer, cooperative_assignment
 
 
 def post(i: int) -> bytes:
@@ -139,3 +139,12 @@ def test_bad_messages_never_stop_the_consumer(raw: bytes) -> None:
     kafka.produce(0, post(1))
     run_steps(consumer, clock, 3)
     assert len(producer.sent) == 1 and consumer.stats.dead_lettered == 1
+
+
+def test_the_installed_client_rebalances_cooperatively(monkeypatch: pytest.MonkeyPatch) -> None:
+    # kafka-python 3.x has KIP-429; a wrong import name would silently fall back to eager "range".
+    monkeypatch.delenv("MODERATION_KAFKA_REBALANCE", raising=False)
+    (assignor,) = cooperative_assignment()["partition_assignment_strategy"]
+    assert assignor.name == "cooperative-sticky"
+    monkeypatch.setenv("MODERATION_KAFKA_REBALANCE", "eager")
+    assert cooperative_assignment() == {}
