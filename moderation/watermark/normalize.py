@@ -1,158 +1,177 @@
 """Undo character-level attacks before tokenizing, keeping a map back to the original characters.
 
-The seed documents describe attacks that change tokenization without changing what a reader sees:
-emoji or zero-width characters between words, and homoglyphs (Cyrillic 'а' for Latin 'a'). Each step
-below can be switched off per scheme (`normalizers` in the config):
+The seed documents describe attacks that change tokenization without changing what a reader sees, or
+while leaving the text readable: emoji or symbols instead of spaces, invisible characters inside words,
+decorative combining marks, fullwidth or enclosed letters, homoglyphs (Cyrillic 'а' for Latin 'a') and
+text stored backwards inside a right-to-left override. Each step can be switched off per scheme
+(`normalizers` in the config):
 
-  nfkc         Unicode compatibility form, per character (fullwidth 'Ａ' -> 'A', ligature 'ﬁ' -> 'fi')
-  invisible    drop format characters (zero-width space/joiners, BOM, soft hyphen, bidi controls, tags)
-  emoji        drop emoji, their modifiers and variation selectors, and the extra space a dropped emoji
-               leaves between two words
-  confusables  map the common Cyrillic/Greek/other look-alikes of Latin letters to the Latin letter
+  bidi         text under a RIGHT-TO-LEFT OVERRIDE is put back in the order a reader sees (reversed,
+               brackets mirrored), not just stripped of the control characters
+  nfkc         Unicode compatibility form, per character (fullwidth 'Ａ' -> 'A', 'ⓐ' -> 'a', 'ﬁ' -> 'fi');
+               enclosed letters without a decomposition ('🅰') are mapped by their Unicode name
+  invisible    drop default-ignorable and format characters: zero-width characters, joiners, soft hyphen,
+               word joiner, combining grapheme joiner, BOM, Mongolian vowel separator, every variation
+               selector, tag characters, bidi controls
+  separators   a symbol, emoji, exotic space, line separator or unassigned code point (any non-ASCII
+               character of categories S*, Z*, Cc, Co, Cn, and blank letters such as the Hangul fillers)
+               stands between words: it becomes one space, or vanishes next to existing whitespace
+               ("word😀word" -> "word word", "word 😀 word" -> "word word")
+  marks        drop decorative combining marks: enclosing marks, overlays (strikethrough, slashes) and
+               generic diacritics that do not compose with the letter before them (stacked "Zalgo"
+               marks); an accent that forms a real letter (e + ́ -> é) is kept, composed
+  confusables  UTS #39, from ICU's data (the reference implementation): a word that mixes scripts, or a
+               whole word in another script that is entirely made of look-alikes of the expected script
+               (unless the post is mostly written in that script), has its foreign letters mapped to the
+               expected-script letter with the same confusable skeleton; a non-ASCII letter of the
+               expected script whose skeleton is an ASCII letter ('ɑ' -> 'a') is mapped too. Genuine
+               Cyrillic, Greek or CJK text is left as it is.
 
-NFKC is applied character by character so every output character keeps the index of the input
-character it came from; evidence offsets therefore always point into the text the user submitted.
-(Canonical composition across characters, e.g. 'e' + combining accent, is left to the tokenizer.)
+Character data (categories, scripts, default-ignorables, combining classes, confusable skeletons,
+normalization) all come from one source, ICU (PyICU), so the defence never depends on a table written by
+hand. The "expected script" is the one the scheme's tokenizer was trained on (`dominant_script`).
 
-No step changes an ASCII character, so runs of ASCII are copied as slices and only the non-ASCII
-characters are looked at one by one; what each becomes is computed once per set of enabled steps
-and cached, since real posts repeat the same few (curly quotes, accents, emoji).
+Every output character keeps the index of the input character it came from; evidence offsets therefore
+always point into the text the user submitted.
+
+Speed: no step changes an ASCII character, so runs of ASCII are copied as slices and only non-ASCII
+characters are looked at one by one; what each becomes is computed once per set of enabled steps and
+cached. Only the steps that need context look further: separators (what is next to them), marks (the
+letter before), confusables (the word, and for whole foreign words the post), bidi (only in texts that
+contain an override).
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 
+import icu
 import numpy as np
 import numpy.typing as npt
 
-# Latin look-alikes (Unicode confusables, the letters attackers actually use).
-CONFUSABLES: dict[str, str] = {
-    # Cyrillic
-    "а": "a",
-    "в": "b",
-    "с": "c",
-    "е": "e",
-    "һ": "h",
-    "і": "i",
-    "ј": "j",
-    "к": "k",
-    "м": "m",
-    "н": "h",
-    "о": "o",
-    "р": "p",
-    "г": "r",
-    "ѕ": "s",
-    "т": "t",
-    "у": "y",
-    "х": "x",
-    "ԁ": "d",
-    "ԛ": "q",
-    "ԝ": "w",
-    "ӏ": "l",
-    "ԍ": "g",
-    "ү": "y",
-    "ь": "b",
-    "А": "A",
-    "В": "B",
-    "С": "C",
-    "Е": "E",
-    "Н": "H",
-    "І": "I",
-    "Ј": "J",
-    "К": "K",
-    "М": "M",
-    "О": "O",
-    "Р": "P",
-    "Ѕ": "S",
-    "Т": "T",
-    "Х": "X",
-    "У": "Y",
-    "Ԁ": "D",
-    "Ԍ": "G",
-    "Ԛ": "Q",
-    "Ԝ": "W",
-    "Ү": "Y",
-    # Greek
-    "α": "a",
-    "ο": "o",
-    "ρ": "p",
-    "ν": "v",
-    "ι": "i",
-    "κ": "k",
-    "τ": "t",
-    "υ": "u",
-    "χ": "x",
-    "γ": "y",
-    "ε": "e",
-    "η": "n",
-    "ϲ": "c",
-    "ϳ": "j",
-    "Α": "A",
-    "Β": "B",
-    "Ε": "E",
-    "Ζ": "Z",
-    "Η": "H",
-    "Ι": "I",
-    "Κ": "K",
-    "Μ": "M",
-    "Ν": "N",
-    "Ο": "O",
-    "Ρ": "P",
-    "Τ": "T",
-    "Υ": "Y",
-    "Χ": "X",
-    "Ϲ": "C",
-    # Armenian, Latin extensions and symbols that pass for letters
-    "օ": "o",
-    "ս": "u",
-    "ց": "g",
-    "ɑ": "a",
-    "ɡ": "g",
-    "ı": "i",
-    "ȷ": "j",
-    "ℓ": "l",
-    "ǀ": "l",
-    "‐": "-",
-    "‑": "-",
-    "‒": "-",
-    "–": "-",
-    "—": "-",
-    "−": "-",
-    "‘": "'",
-    "’": "'",
-    "‚": "'",
-    "‛": "'",
-    "“": '"',
-    "”": '"',
-    "„": '"',
-    "‟": '"',
-}
+STEPS = ("bidi", "nfkc", "invisible", "separators", "marks", "confusables")
+# Names kept for configs written before the separators step replaced the emoji step.
+ALIASES = {"emoji": "separators"}
 
-# Emoji blocks and the code points that only modify or join emoji.
-_EMOJI_RANGES = (
-    (0x1F000, 0x1FAFF),  # mahjong ... symbols & pictographs extended-A (incl. skin-tone modifiers)
-    (0x2600, 0x27BF),  # miscellaneous symbols, dingbats
-    (0x2B00, 0x2BFF),  # arrows and stars used as emoji
-    (0x2300, 0x23FF),  # technical (watch, hourglass, ...)
-    (0x1F1E6, 0x1F1FF),  # regional indicators (flags)
-    (0xFE00, 0xFE0F),  # variation selectors
-    (0x20E3, 0x20E3),  # combining enclosing keycap
-    (0xE0020, 0xE007F),  # tag characters (flag sequences)
+_NFKC = icu.Normalizer2.getNFKCInstance()
+_NFC = icu.Normalizer2.getNFCInstance()
+_SPOOF = icu.SpoofChecker()
+_CATEGORY = [
+    icu.Char.getPropertyValueName(icu.UProperty.GENERAL_CATEGORY, value, icu.UPropertyNameChoice.SHORT_PROPERTY_NAME)
+    for value in range(30)
+]
+_GENERIC_MARK_BLOCKS = frozenset(
+    {
+        icu.UBlockCode.COMBINING_DIACRITICAL_MARKS,
+        icu.UBlockCode.COMBINING_DIACRITICAL_MARKS_EXTENDED,
+        icu.UBlockCode.COMBINING_DIACRITICAL_MARKS_SUPPLEMENT,
+        icu.UBlockCode.COMBINING_HALF_MARKS,
+        icu.UBlockCode.COMBINING_MARKS_FOR_SYMBOLS,
+    }
 )
+# Categories whose non-ASCII members stand between words (symbols are decided after NFKC).
+_SEPARATOR_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Co", "Cn", "Cs"})
+_LATIN_LETTER_NAME = re.compile(r"\bLATIN (CAPITAL|SMALL) LETTER ([A-Z])$")
+
+LATIN = int(icu.UScriptCode.LATIN)
+# What a character becomes (the kind of each per-character decision).
+TEXT, DROP, SEPARATOR, MARK, SCRIPT_MARK, DECORATION = 0, 1, 2, 3, 4, 5
+# Generic combining marks one letter may carry and keep (Vietnamese writes two: ệ = e + ̣ + ̂).
+MAX_ACCENTS = 2
 
 
-def is_emoji(ch: str) -> bool:
+def category(ch: str) -> str:
+    """The Unicode general category (ICU's data, which is newer than Python's unicodedata)."""
+    return _CATEGORY[icu.Char.charType(ch)]
+
+
+def _decide(ch: str, enabled: frozenset[str], script: int = LATIN) -> tuple[int, str]:
+    """What one character becomes, whatever its neighbours: (kind, text). ASCII is always itself.
+    `script` (the expected one) decides whether a symbol that folds to letters is text or a separator."""
+    if ch < "\x80":
+        return TEXT, ch
     cp = ord(ch)
-    return any(lo <= cp <= hi for lo, hi in _EMOJI_RANGES)
+    cat = category(ch)
+    if "invisible" in enabled and (
+        cat == "Cf" or icu.Char.hasBinaryProperty(cp, icu.UProperty.DEFAULT_IGNORABLE_CODE_POINT)
+    ):
+        # Blank letters (the Hangul fillers) are drawn as a space: between words they stand for one.
+        return (SEPARATOR, "") if cat[0] == "L" and "separators" in enabled else (DROP, "")
+    if "marks" in enabled and cat[0] == "M":
+        if cat == "Me" or icu.Char.getCombiningClass(cp) == 1:  # enclosing marks, overlays
+            return DECORATION, ""
+        if icu.Char.getIntPropertyValue(cp, icu.UProperty.BLOCK) in _GENERIC_MARK_BLOCKS:
+            return MARK, ch  # kept only where it composes with the letter before it
+        return SCRIPT_MARK, ch  # a script's own mark: kept on a letter of its script
+    if "separators" in enabled and (
+        cat in _SEPARATOR_CATEGORIES
+        or (cat[0] == "P" and icu.Char.hasBinaryProperty(cp, icu.UProperty.EXTENDED_PICTOGRAPHIC))  # '‼', '〰'
+    ):
+        return SEPARATOR, ""
+    folded = _NFKC.normalize(ch) if "nfkc" in enabled else ch
+    if cat[0] == "S":
+        named = _LATIN_LETTER_NAME.search(icu.Char.charName(ch)) if "nfkc" in enabled else None
+        if named:  # 'ⓐ', and '🅰' NEGATIVE SQUARED LATIN CAPITAL LETTER A, which has no decomposition
+            return TEXT, named[2] if named[1] == "CAPITAL" else named[2].lower()
+        if (
+            any(c.isalnum() for c in folded)
+            and not icu.Char.hasBinaryProperty(cp, icu.UProperty.EXTENDED_PICTOGRAPHIC)
+            and all(script in mark_scripts(c) for c in folded if c.isalpha() and mark_scripts(c))
+        ):
+            return TEXT, folded  # '㎏' -> 'kg'; not '™' (an emoji) nor '🈯' (a CJK sign between Latin words)
+        if "separators" in enabled:
+            return SEPARATOR, ""
+    return TEXT, folded
 
 
-def is_invisible(ch: str) -> bool:
-    # Format characters: zero-width space/joiners, word joiner, BOM, soft hyphen, bidi controls, tags.
-    return unicodedata.category(ch) == "Cf" or ch in "\u034f\u115f\u1160\u3164\uffa0"
+class _Decisions(dict[str, tuple[int, str]]):
+    """Per-character decisions for one set of steps and expected script; a hit is a plain dict lookup."""
+
+    def __init__(self, enabled: frozenset[str], script: int) -> None:
+        super().__init__()
+        self.enabled = enabled
+        self.script = script
+
+    def __missing__(self, ch: str) -> tuple[int, str]:
+        if len(self) >= _CACHE_LIMIT:
+            self.clear()
+        decision = self[ch] = _decide(ch, self.enabled, self.script)
+        return decision
+
+
+# Distinct characters remembered per set of steps; past this the cache starts over, so a flood of
+# distinct code points cannot grow memory without bound.
+_CACHE_LIMIT = 1 << 16
+_DECISIONS: dict[tuple[frozenset[str], int], _Decisions] = {}
+_COMPOSED: dict[tuple[str, str], str | None] = {}
+
+
+_MARK_SCRIPTS: dict[str, frozenset[int]] = {}
+
+
+def mark_scripts(ch: str) -> frozenset[int]:
+    """Script_Extensions of a character, Common and Inherited left out (empty: it takes no side)."""
+    found = _MARK_SCRIPTS.get(ch)
+    if found is None:
+        if len(_MARK_SCRIPTS) >= _CACHE_LIMIT:
+            _MARK_SCRIPTS.clear()
+        found = _MARK_SCRIPTS[ch] = frozenset(int(s) for s in icu.Script.getScriptExtensions(ch)) - {0, 1}
+    return found
+
+
+def compose(base: str, mark: str) -> str | None:
+    """The single character `base` + `mark` compose to (canonical composition), or None."""
+    key = (base, mark)
+    if key not in _COMPOSED:
+        if len(_COMPOSED) >= _CACHE_LIMIT:
+            _COMPOSED.clear()
+        composed = _NFC.normalize(base + mark)
+        _COMPOSED[key] = composed if len(composed) == 1 else None
+    return _COMPOSED[key]
 
 
 @dataclass(frozen=True)
@@ -174,92 +193,364 @@ class NormalizedText:
         return int(self.source[start]), int(self.source[end - 1]) + 1
 
 
+def enabled_steps(steps: Iterable[str]) -> frozenset[str]:
+    """The known steps among `steps` (aliases resolved); unknown names change nothing."""
+    return frozenset(ALIASES.get(s, s) for s in steps) & frozenset(STEPS)
+
+
+# -- the per-character pass -----------------------------------------------------------------------------
+
+
+class Emitter:
+    """Output characters with their source counts, and the rules that depend on neighbours: a separator
+    becomes one space between two non-blank characters and nothing next to whitespace; a mark composes
+    with the letter just before it or is dropped.
+
+    Both the fast path (ASCII runs as slices) and the per-character reference in the tests feed it."""
+
+    __slots__ = ("attach", "base", "dropped", "parts", "pending", "stack", "uneven")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        # Input characters that do not become exactly one output character: index -> how many they become.
+        self.uneven: dict[int, int] = {}
+        self.dropped = False  # a separator was dropped since the last character emitted
+        self.pending = -1  # index of the first separator since then (its space may be due)
+        self.attach = False  # the last output character came from the input character just before
+        self.stack: list | None = None  # the marks on the last output character (see `mark`)
+        self.base = ""  # the last output character that is not a mark
+
+    def text(self, piece: str, index: int, length: int = 1) -> None:
+        """Emit `piece` made of `length` input characters from `index` (an ASCII run, or one character)."""
+        parts = self.parts
+        if self.dropped and (not parts or parts[-1][-1].isspace()):
+            stripped = piece.lstrip()
+            if length == 1:
+                if not stripped:
+                    self.uneven[index] = 0
+                    return
+            else:
+                for i in range(index, index + len(piece) - len(stripped)):
+                    self.uneven[i] = 0
+            piece = stripped
+        if not piece:
+            return
+        if self.pending >= 0 and parts and not parts[-1][-1].isspace() and not piece[0].isspace():
+            parts.append(" ")
+            self.uneven[self.pending] = 1  # the separator stands for the space it replaced
+        parts.append(piece)
+        if length == 1 and len(piece) != 1:
+            self.uneven[index] = len(piece)
+        self.dropped = False
+        self.pending = -1
+        self.attach = True
+        self.stack = None
+        self.base = piece[-1]
+
+    def separator(self, index: int) -> None:
+        self.uneven[index] = 0
+        self.dropped = True
+        self.attach = False
+        self.stack = None
+        if self.pending < 0:
+            self.pending = index
+
+    def drop(self, index: int) -> None:
+        self.uneven[index] = 0  # invisible: the neighbours stay neighbours
+
+    def mark(self, mark: str, index: int) -> None:
+        """A generic diacritic: composed into the letter before it while the letter's marks all compose and
+        number at most MAX_ACCENTS; otherwise the whole stack is decoration and the bare letter stays."""
+        self.uneven[index] = 0
+        if not self.attach:
+            return  # after a space, a separator or another dropped character: decoration
+        last = self.parts[-1]
+        if self.stack is None:
+            self.stack = [last[-1], 0, False]  # the bare letter, marks so far, stack judged decorative
+        bare, count, decorative = self.stack
+        self.stack[1] = count = count + 1
+        if decorative:
+            return
+        composed = compose(last[-1], mark) if count <= MAX_ACCENTS else None
+        if composed is None:
+            self.stack[2] = True
+            composed = bare
+        self.parts[-1] = last[:-1] + composed
+
+    def script_mark(self, mark: str, index: int) -> None:
+        """A mark of a script's own (Cyrillic, Devanagari, Hebrew...): kept on a letter it belongs with;
+        on a letter of another script it is decoration, and so is the rest of that letter's stack."""
+        # Latin writes its accents with the generic marks only (handled by `mark`); Unicode lets a few
+        # Cyrillic marks (U+0485, U+0486) onto Latin for scholarly transliteration, which is decoration here.
+        if self.attach and self.stack is None and (mark_scripts(self.base) & mark_scripts(mark)) - {LATIN}:
+            base = self.base
+            self.text(mark, index)
+            self.base = base  # the next mark is judged by the letter too, not by this mark
+        else:
+            self.decoration(index)
+
+    def decoration(self, index: int) -> None:
+        """An overlay, an enclosing mark or a stray mark: dropped, and the letter under it loses its accents."""
+        self.uneven[index] = 0
+        if self.attach:
+            last = self.parts[-1]
+            if self.stack is None:
+                self.stack = [last[-1], 0, True]
+            else:
+                self.stack[2] = True
+                self.parts[-1] = last[:-1] + self.stack[0]
+
+    def one(self, decision: tuple[int, str], index: int) -> None:
+        kind, out = decision
+        if kind == TEXT:
+            self.text(out, index)
+        elif kind == SEPARATOR:
+            self.separator(index)
+        elif kind == MARK:
+            self.mark(out, index)
+        elif kind == SCRIPT_MARK:
+            self.script_mark(out, index)
+        elif kind == DECORATION:
+            self.decoration(index)
+        else:
+            self.drop(index)
+
+
 # Alternating runs of ASCII and of non-ASCII characters (together they cover the whole text).
 _RUNS = re.compile(r"[\x00-\x7f]+|[^\x00-\x7f]+")
 
-_STEPS = frozenset({"nfkc", "invisible", "emoji", "confusables"})
 
-# Distinct characters remembered per set of steps; past this the cache starts over, so a flood of
-# distinct code points cannot grow memory without bound.
-_CACHE_LIMIT = 1 << 16
-
-
-def _decide(ch: str, enabled: frozenset[str]) -> str | None:
-    """What one character becomes: None for an emoji (dropped), else its replacement ("" = dropped)."""
-    if "invisible" in enabled and is_invisible(ch):
-        return ""  # dropped, but unlike an emoji it leaves the emoji-space rule alone
-    if "emoji" in enabled and is_emoji(ch):
-        return None
-    pieces = unicodedata.normalize("NFKC", ch) if "nfkc" in enabled else ch
-    if "confusables" in enabled:
-        # Every CONFUSABLES value is one character, so each piece still yields one output character.
-        pieces = "".join(CONFUSABLES.get(piece, piece) for piece in pieces)
-    return pieces
-
-
-class _Decisions(dict[str, str | None]):
-    """Per-character decisions for one set of steps; a hit is a plain dict lookup."""
-
-    def __init__(self, enabled: frozenset[str]) -> None:
-        super().__init__()
-        self.enabled = enabled
-
-    def __missing__(self, ch: str) -> str | None:
-        if len(self) >= _CACHE_LIMIT:
-            self.clear()
-        decision = self[ch] = _decide(ch, self.enabled)
-        return decision
-
-
-_DECISIONS: dict[frozenset[str], _Decisions] = {}
-
-
-def normalize(text: str, steps: Iterable[str]) -> NormalizedText:
-    """Apply the enabled steps. Pure-ASCII text is returned as is (nothing any step would change)."""
-    enabled = frozenset(steps) & _STEPS  # unknown names change nothing
-    if text.isascii() or not enabled:
-        return NormalizedText(text, np.arange(len(text), dtype=np.int64), changed=False)
-    decisions = _DECISIONS.get(enabled)
+def _per_character(text: str, enabled: frozenset[str], script: int) -> Emitter:
+    decisions = _DECISIONS.get((enabled, script))
     if decisions is None:
-        decisions = _DECISIONS.setdefault(enabled, _Decisions(enabled))
-    parts: list[str] = []
-    # Input characters that do not become exactly one output character: index -> how many they become.
-    uneven: dict[int, int] = {}
-    # Set by a dropped emoji: whitespace is then skipped while the output is empty or ends in
-    # whitespace ("word 😀 word" -> "word word", not "word  word"), until a character is emitted.
-    dropped_emoji = False
-    pos = 0  # index in `text` where `chunk` starts
+        decisions = _DECISIONS.setdefault((enabled, script), _Decisions(enabled, script))
+    out = Emitter()
+    pos = 0
     for chunk in _RUNS.findall(text):
-        length = len(chunk)
         if chunk[0] < "\x80":
-            # ASCII: no step changes it, only the emoji-space rule can trim its head.
-            if dropped_emoji and (not parts or parts[-1][-1].isspace()):
-                stripped = chunk.lstrip()
-                for index in range(pos, pos + length - len(stripped)):
-                    uneven[index] = 0  # usually the one space the emoji leaves
-                chunk = stripped
-            if chunk:
-                dropped_emoji = False
-                parts.append(chunk)
+            out.text(chunk, pos, len(chunk))  # no step changes ASCII: one slice
         else:
             for index, ch in enumerate(chunk, pos):
-                replacement = decisions[ch]
-                if replacement is None:
-                    dropped_emoji = True
-                    uneven[index] = 0
-                    continue
-                if dropped_emoji and (not parts or parts[-1][-1].isspace()):
-                    replacement = replacement.lstrip()
-                if replacement:
-                    dropped_emoji = False
-                    parts.append(replacement)
-                if len(replacement) != 1:
-                    uneven[index] = len(replacement)
-        pos += length
-    normalized = "".join(parts)
-    source = np.arange(len(text), dtype=np.int64)
+                out.one(decisions[ch], index)
+        pos += len(chunk)
+    return out
+
+
+def _source(length: int, uneven: dict[int, int]) -> npt.NDArray[np.int64]:
+    source = np.arange(length, dtype=np.int64)
     if uneven:
-        counts = np.ones(len(text), dtype=np.intp)
+        counts = np.ones(length, dtype=np.intp)
         counts[np.fromiter(uneven.keys(), np.intp, len(uneven))] = np.fromiter(uneven.values(), np.intp, len(uneven))
         source = np.repeat(source, counts)
+    return source
+
+
+def normalize(text: str, steps: Iterable[str], script: str = "Latin") -> NormalizedText:
+    """Apply the enabled steps; `script` is the one the tokenizer expects (for confusables).
+    Pure-ASCII text is returned as is (nothing any step would change)."""
+    enabled = enabled_steps(steps)
+    if text.isascii() or not enabled:
+        return NormalizedText(text, np.arange(len(text), dtype=np.int64), changed=False)
+    order = None
+    working = text
+    if "bidi" in enabled and ("\u202e" in text or "\u202d" in text):
+        working, order = undo_overrides(text)
+    out = _per_character(working, enabled, script_code(script))
+    return finish(text, working, order, out, enabled, script)
+
+
+def finish(
+    text: str,
+    working: str,
+    order: npt.NDArray[np.int64] | None,
+    out: Emitter,
+    enabled: frozenset[str],
+    script: str,
+) -> NormalizedText:
+    """The word-level confusables pass and the map back to `text` (shared with the test's reference)."""
+    normalized = "".join(out.parts)
+    source = _source(len(working), out.uneven)
+    if "confusables" in enabled and not normalized.isascii():
+        normalized = map_confusables(normalized, script)  # one character for one: `source` still holds
+    if order is not None:
+        source = order[source]
     return NormalizedText(normalized, source, changed=normalized != text)
+
+
+# -- bidi overrides ---------------------------------------------------------------------------------------
+
+_LRE, _RLE, _PDF, _LRO, _RLO = "\u202a", "\u202b", "\u202c", "\u202d", "\u202e"
+_PARAGRAPH_ENDS = frozenset("\n\r\x1c\x1d\x1e\x85\u2029")
+
+
+def undo_overrides(text: str) -> tuple[str, npt.NDArray[np.int64]]:
+    """The text in the order a reader sees it: the content of each RIGHT-TO-LEFT OVERRIDE (to its POP
+    DIRECTIONAL FORMATTING or the end of the paragraph) is reversed by grapheme (a letter with its marks
+    stays one unit) and mirrored characters are swapped ('(' <-> ')'). Nested overrides and embeddings
+    are handled as the bidi algorithm nests them. Returns the text and, per character, its index in
+    `text` (the control characters stay, for the invisible step to drop)."""
+    Node = tuple[str, list]  # (opening control, children: indices or nested nodes)
+    root: Node = ("", [])
+    stack: list[Node] = [root]
+    for i, ch in enumerate(text):
+        if ch in (_LRE, _RLE, _LRO, _RLO):
+            node: Node = (ch, [i])
+            stack[-1][1].append(node)
+            stack.append(node)
+        elif ch == _PDF and len(stack) > 1:
+            stack[-1][1].append(i)
+            stack.pop()
+        elif ch in _PARAGRAPH_ENDS:
+            del stack[1:]
+            root[1].append(i)
+        else:
+            stack[-1][1].append(i)
+
+    def flatten(node: Node, reverse: bool) -> list[tuple[int, str]]:
+        kind, children = node
+        if kind in (_RLO, _LRO):
+            reverse = kind == _RLO  # an override sets the direction of everything inside it
+        units: list[list[tuple[int, str]]] = []
+        for child in children:
+            if isinstance(child, tuple):
+                units.append(flatten(child, reverse))
+                continue
+            ch = text[child]
+            if reverse and units and (category(ch)[0] == "M" or ch in "\u200d\ufe0e\ufe0f"):
+                units[-1].append((child, ch))  # a mark or joiner stays with its base
+            else:
+                units.append([(child, icu.Char.charMirror(ch) if reverse else ch)])
+        if kind == _RLO:  # the override's own controls stay where they are
+            closing = len(units) > 1 and len(units[-1]) == 1 and units[-1][0][1] == _PDF
+            units[1 : len(units) - closing] = units[1 : len(units) - closing][::-1]
+        return [pair for unit in units for pair in unit]
+
+    pairs = flatten(root, False)
+    return "".join(ch for _, ch in pairs), np.fromiter((i for i, _ in pairs), np.int64, len(pairs))
+
+
+# -- confusables (UTS #39) ------------------------------------------------------------------------------
+
+# UTS #39 augmented script sets: Han writes Japanese and Korean along with kana and hangul.
+_JPAN, _KORE, _HANB = -1, -2, -3
+_AUGMENT = {
+    icu.UScriptCode.HAN: (_JPAN, _KORE, _HANB),
+    icu.UScriptCode.HIRAGANA: (_JPAN,),
+    icu.UScriptCode.KATAKANA: (_JPAN,),
+    icu.UScriptCode.HANGUL: (_KORE,),
+    icu.UScriptCode.BOPOMOFO: (_HANB,),
+}
+_NEUTRAL = frozenset({icu.UScriptCode.COMMON, icu.UScriptCode.INHERITED})
+_WORD = re.compile(r"[^\W_]+")
+
+
+def script_code(name: str) -> int:
+    """ICU's code for a script name ('Latin', 'Latn', 'Cyrillic', ...); ValueError for an unknown one."""
+    codes = icu.Script.getCode(name)
+    if len(codes) != 1:
+        raise ValueError(f"unknown Unicode script {name!r} (use a name such as 'Latin' or 'Cyrillic')")
+    return int(codes[0])
+
+
+def dominant_script(vocabulary: Iterable[str]) -> str:
+    """The script most letters of a tokenizer's vocabulary are written in (its expected script).
+    Byte-level vocabularies spell every byte as a Latin-1 letter and so count as Latin."""
+    counts: Counter[int] = Counter()
+    for ch, n in Counter("".join(vocabulary)).items():
+        if category(ch)[0] == "L":
+            counts[icu.Script.getScript(ch).getScriptCode()] += n
+    return icu.Script(counts.most_common(1)[0][0]).getName() if counts else "Latin"
+
+
+def _skeleton(ch: str) -> str:
+    return _NFC.normalize(_SPOOF.getSkeleton(0, ch))
+
+
+@cache
+def _prototypes(script: int) -> dict[str, list[str]]:
+    """Letters of `script` by confusable skeleton."""
+    found: dict[str, list[str]] = {}
+    for ch in icu.UnicodeSet(f"[[:Script={icu.Script(script).getShortName()}:]&[:L:]]"):
+        found.setdefault(_skeleton(ch), []).append(ch)
+    return found
+
+
+class _Letter:
+    """What the confusables pass needs to know about one letter, for one expected script."""
+
+    __slots__ = ("ascii_target", "expected", "primary", "scripts", "target")
+
+    def __init__(self, ch: str, script: int) -> None:
+        extensions = {int(s) for s in icu.Script.getScriptExtensions(ch)} - _NEUTRAL
+        for s in list(extensions):
+            extensions.update(_AUGMENT.get(s, ()))
+        self.scripts = frozenset(extensions)  # empty: Common or Inherited, takes no side
+        self.primary = icu.Script.getScript(ch).getScriptCode()
+        self.expected = script in self.scripts
+        # The expected-script letter with the same skeleton: ASCII first, then the prototype, then same case.
+        candidates = _prototypes(script).get(_skeleton(ch), [])
+        ranked = sorted(
+            candidates,
+            key=lambda c: (not c.isascii(), _skeleton(c) != c, c.isupper() != ch.isupper(), ord(c)),
+        )
+        self.target = ranked[0] if ranked and ranked[0] != ch else None
+        if script == LATIN and self.target is not None and not self.target.isascii():
+            self.target = None  # 'м' -> 'ʍ' helps no tokenizer: only plain letters are worth mapping to
+        self.ascii_target = self.target is not None and self.target.isascii()
+
+
+_LETTERS: dict[int, dict[str, _Letter | None]] = {}
+
+
+def _letter(ch: str, script: int) -> _Letter | None:
+    table = _LETTERS.setdefault(script, {})
+    if ch not in table:
+        if len(table) >= _CACHE_LIMIT:
+            table.clear()
+        table[ch] = _Letter(ch, script) if category(ch)[0] == "L" else None
+    return table[ch]
+
+
+def map_confusables(text: str, script_name: str = "Latin") -> str:
+    """Map look-alike letters to the expected script, word by word (see the module docstring)."""
+    script = script_code(script_name)
+    latin = script == icu.UScriptCode.LATIN
+    genuine: Counter[int] = Counter()  # letters of single-script foreign words that are not all look-alikes
+    chars = list(text)
+    deferred: list[tuple[int, list[tuple[int, str]], int]] = []  # whole foreign words of look-alikes
+    for match in _WORD.finditer(text):
+        word = match[0]
+        if latin and word.isascii():
+            continue
+        letters = [(i, info) for i, ch in enumerate(word, match.start()) if (info := _letter(ch, script))]
+        scripts = [info.scripts for _, info in letters if info.scripts]
+        if not scripts:
+            continue
+        resolved = frozenset.intersection(*scripts)
+        if script in resolved:  # a word of the expected script: only its non-ASCII look-alikes of ASCII letters
+            for i, info in letters:
+                if info.ascii_target and not chars[i].isascii():
+                    chars[i] = info.target  # type: ignore[assignment]
+            continue
+        foreign = [(i, info) for i, info in letters if info.scripts and not info.expected]
+        changes = [(i, info.target) for i, info in foreign if info.target is not None]
+        if not resolved:  # mixed scripts: the UTS #39 signal of a spoof
+            for i, target in changes:
+                chars[i] = target
+            for i, info in letters:
+                if info.expected and info.ascii_target and not chars[i].isascii():
+                    chars[i] = info.target  # type: ignore[assignment]
+        elif len(changes) == len(foreign):  # every letter a look-alike: decided once the post is known
+            deferred.append((foreign[0][1].primary, changes, len(letters)))
+        else:
+            genuine[foreign[0][1].primary] += len(letters)
+    look_alike: Counter[int] = Counter()
+    for primary, _, length in deferred:
+        look_alike[primary] += length
+    for primary, changes, _ in deferred:
+        # Written in that script (its ordinary words outweigh the all-look-alike ones, as in any real
+        # Russian or Greek text): left alone. Otherwise they are spoofs of the expected script.
+        if genuine[primary] == 0 or genuine[primary] < look_alike[primary]:
+            for i, target in changes:
+                chars[i] = target
+    return "".join(chars)

@@ -3,10 +3,13 @@
 Watermarked posts: transformers' WatermarkLogitsProcessor over a low-entropy bigram language model (see
 moderation/testing/synthetic.py), demo scheme (lefthash, gamma 0.25, delta 2.0). Human posts: stretches of
 English prose from the Python standard library plus repetitive posts (chants, lists, spam).
-Reports the detection rate by length bucket, the measured false-positive rate, the rate under each
-attack (emoji, zero-width, homoglyphs) relative to clean, and the copy-paste case (a 128-token passage
-inside twice as much human text), with how often the reported span lands on the passage.
-Run: `make eval` (or `python -m tests.benchmarks.eval_quality --per-bucket 300 --human 3000`).
+Reports the detection rate by length bucket, the measured false-positive rate (English prose, and real
+human text in other scripts: Russian, Ukrainian, Greek, Japanese, Chinese, Korean, Arabic, Hebrew from
+Debian's translations), the rate under each evasion family (moderation.testing.synthetic.ATTACKS, all
+built from Unicode data the defence does not read) relative to clean on the same posts, and the
+copy-paste case (a 128-token passage inside twice as much human text), with how often the reported span
+lands on the passage.
+Run: `make eval` (or `python -m tests.benchmarks.eval_quality --per-bucket 300 --human 3000 --foreign 800`).
 """
 
 from __future__ import annotations
@@ -15,14 +18,7 @@ import argparse
 import time
 
 from moderation.config import load_settings
-from moderation.testing.synthetic import (
-    emoji_attack,
-    homoglyph_attack,
-    human_posts,
-    paste_into,
-    watermarked_post,
-    zero_width_attack,
-)
+from moderation.testing.synthetic import ATTACKS, foreign_human_posts, human_posts, paste_into, watermarked_post
 from moderation.watermark.detector import WatermarkDetector
 from tests.benchmarks.common import table
 
@@ -34,6 +30,7 @@ def main() -> None:
     parser.add_argument("--per-bucket", type=int, default=300, help="watermarked posts per length bucket")
     parser.add_argument("--human", type=int, default=3000, help="human posts")
     parser.add_argument("--pasted", type=int, default=100, help="copy-paste cases")
+    parser.add_argument("--foreign", type=int, default=800, help="human posts in other scripts")
     args = parser.parse_args()
     started = time.perf_counter()
     settings = load_settings()
@@ -57,30 +54,38 @@ def main() -> None:
         f"(95% upper bound {3 / len(humans):.4f} when 0)\n"
     )
 
-    rows: list[list[object]] = [["words", "posts", "clean", "emoji", "zero-width", "homoglyphs", "worst / clean"]]
+    foreign = foreign_human_posts(args.foreign, seed=3)
+    foreign_flags = flagged([p for _, p in foreign])
+    by_lang: dict[str, list[int]] = {}
+    for (lang, _), hit in zip(foreign, foreign_flags, strict=True):
+        by_lang.setdefault(lang, [0, 0])[0] += 1
+        by_lang[lang][1] += int(hit)
+    print(
+        f"human posts in other scripts: {len(foreign)} ("
+        + ", ".join(f"{lang} {n}" for lang, (n, _) in sorted(by_lang.items()))
+        + f"); flagged: {sum(foreign_flags)}"
+        + (f" (95% upper bound {3 / len(foreign):.4f} when 0)\n" if foreign else " (none found on this machine)\n")
+    )
+
+    rates: dict[str, dict[int, float]] = {name: {} for name in ("clean", *ATTACKS)}
     for words in BUCKETS:
         marked = [watermarked_post(words, scheme, seed=words * 10_000 + i) for i in range(args.per_bucket)]
-        rates = {}
-        for name, attack in (
-            ("clean", lambda t, i: t),
-            ("emoji", lambda t, i: emoji_attack(t, seed=i)),
-            ("zero-width", lambda t, i: zero_width_attack(t, seed=i)),
-            ("homoglyphs", lambda t, i: homoglyph_attack(t, seed=i)),
-        ):
-            rates[name] = sum(flagged([attack(t, i) for i, t in enumerate(marked)])) / len(marked)
-        worst = min(rates["emoji"], rates["zero-width"], rates["homoglyphs"])
-        rows.append(
-            [
-                words,
-                len(marked),
-                f"{rates['clean']:.0%}",
-                f"{rates['emoji']:.0%}",
-                f"{rates['zero-width']:.0%}",
-                f"{rates['homoglyphs']:.0%}",
-                f"{worst / rates['clean']:.0%}" if rates["clean"] else "-",
-            ]
-        )
-    print("detection rate by length (words ~ tokens) and attack:")
+        rates["clean"][words] = sum(flagged(marked)) / len(marked)
+        for name, attack in ATTACKS.items():
+            rates[name][words] = sum(flagged([attack(t, i) for i, t in enumerate(marked)])) / len(marked)
+    rows: list[list[object]] = [["family", *(f"{w} words" for w in BUCKETS)]]
+    for name, by_bucket in rates.items():
+        cells: list[object] = [name]
+        for words in BUCKETS:
+            clean = rates["clean"][words]
+            ratio = f" ({by_bucket[words] / clean:.0%})" if name != "clean" and clean else ""
+            cells.append(f"{by_bucket[words]:.0%}{ratio}")
+        rows.append(cells)
+    worst = [
+        min(rates[n][w] for n in ATTACKS) / rates["clean"][w] if rates["clean"][w] else float("nan") for w in BUCKETS
+    ]
+    rows.append(["worst / clean", *(f"{x:.0%}" for x in worst)])
+    print(f"detection rate by evasion family and length (words ~ tokens; {args.per_bucket} posts each):")
     print(table(rows))
 
     hits = on_span = 0
