@@ -430,10 +430,21 @@ def receipt_counts(conn: Connection, batch_id: str) -> dict[str, int] | None:
 
 def json_safe(value: Any) -> Any:
     """JSONB refuses NaN and infinities: store them as null rather than failing the batch."""
+    if isinstance(value, dict | list | tuple):
+        try:
+            # The common case, checked at C speed: nothing to clean (evidence is thousands of small lists).
+            json.dumps(value, allow_nan=False)
+            return value
+        except (ValueError, TypeError):
+            pass
+    return _cleaned(value)
+
+
+def _cleaned(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
+        return {str(k): _cleaned(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
+        return [_cleaned(v) for v in value]
     return value

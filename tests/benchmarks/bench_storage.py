@@ -1,0 +1,83 @@
+"""The storage write of one batch (workers/processing.py's transaction without the moderation): posts as
+revisions, verdicts with signals, outbox rows and the receipt, on the local PostgreSQL. Prints posts/s
+for new posts, true redeliveries and edits, so the cost of revisions and the outbox can be compared with
+the pipeline's target (1,000 posts/s end to end).
+
+    python -m tests.benchmarks.bench_storage --batches 40 --batch-size 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+
+from moderation.endpoints import DEFAULT_DATABASE_URL
+from moderation.posts import Post
+from moderation.signals import Action, Signal, Verdict
+from moderation.storage import migrate
+from moderation.storage.database import create_database_if_missing, drop_database, make_engine, translate_errors
+from moderation.storage.writes import Source, claim_receipt, finish_receipt, store_batch
+from moderation.testing.synthetic import human_posts
+
+
+def verdict(post: Post) -> Verdict:
+    signals = (
+        Signal(
+            "watermark",
+            "1.0",
+            0.1,
+            "human",
+            details={"scheme": "demo", "z_score": 0.3, "p_value": 0.4, "num_tokens_scored": 180},
+            evidence={"tokens": [[i, i + 3, i % 2, 1] for i in range(0, 600, 4)]},
+        ),
+        Signal("spam", "1.0", 0.0, "clean"),
+    )
+    return Verdict(post.id, post.tenant, Action.ALLOW, 0.1, "bench-v1", signals)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batches", type=int, default=40)
+    ap.add_argument("--batch-size", type=int, default=256)
+    args = ap.parse_args()
+    url = DEFAULT_DATABASE_URL.rsplit("/", 1)[0] + f"/moderation_bench_{uuid.uuid4().hex[:8]}"
+    create_database_if_missing(url)
+    try:
+        migrate.upgrade(url)
+        db = make_engine(url, 2)
+        n = args.batches * args.batch_size
+        texts = human_posts(n, seed=1)
+        posts = [Post(id=f"p{i}", text=t, tenant="bench", author=f"a{i % 50}") for i, t in enumerate(texts)]
+        verdicts = [verdict(p) for p in posts]
+
+        def run(label: str, ps: list[Post], offset: int) -> float:
+            started = time.perf_counter()
+            for b in range(args.batches):
+                lo, hi = b * args.batch_size, (b + 1) * args.batch_size
+                with translate_errors(), db.begin() as conn:
+                    claim_receipt(conn, f"{label}-{b}")
+                    store_batch(
+                        conn,
+                        ps[lo:hi],
+                        verdicts[lo:hi],
+                        [Source("posts", 0, offset + i) for i in range(lo, hi)],
+                        outbox_topic="verdicts",
+                    )
+                    finish_receipt(conn, f"{label}-{b}", {"posts": hi - lo})
+            rate = n / (time.perf_counter() - started)
+            print(f"{label:12s} {n:7d} posts  {rate:9,.0f} posts/s")
+            return rate
+
+        new = run("new", posts, 0)
+        again = run("redelivered", posts, 0)
+        edited = [Post(id=p.id, text=p.text + " (edited)", tenant=p.tenant, author=p.author) for p in posts]
+        edits = run("edits", edited, n)
+        print(f"redelivered/new {again / new:.1f}x, edits/new {edits / new:.2f}x")
+        db.dispose()
+    finally:
+        drop_database(url)
+
+
+if __name__ == "__main__":
+    main()
