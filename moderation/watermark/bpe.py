@@ -28,6 +28,7 @@ character, random strings, control characters and human prose.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -373,6 +374,38 @@ class FastBPE:
         if pre.get("type") == "ByteLevel" and pre.get("use_regex", True) and not pre.get("add_prefix_space", True):
             return cls(vocab, pairs, mode=BYTELEVEL, prepend=False, byte_fallback=False, added_tokens=added)
         return None
+
+    # -- a cache of the built tables: parsing a 3.5 MB tokenizer.json costs more than the rest of start-up --
+
+    def save(self, path: Path) -> None:
+        """Write the built tables (atomically: a concurrent reader sees the old file or the new one)."""
+        keys, ranks, ids = self._merges
+        pattern = self._unhandled.pattern if self._unhandled is not None else ""
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as out:
+            np.savez(
+                out,
+                header=np.array([self.mode, int(self._prepend), self._vocab_size, self._space_id], dtype=np.int64),
+                initial=self._initial,
+                keys=keys,
+                ranks=ranks,
+                ids=ids,
+                unhandled=np.array(pattern),
+            )
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> FastBPE:
+        with np.load(path, allow_pickle=False) as saved:
+            self = cls.__new__(cls)
+            mode, prepend, vocab_size, space_id = (int(x) for x in saved["header"])
+            self.mode, self._prepend, self._vocab_size, self._space_id = mode, bool(prepend), vocab_size, space_id
+            self._initial = saved["initial"]
+            self._merges = (saved["keys"], saved["ranks"], saved["ids"])
+            pattern = str(saved["unhandled"])
+        self._classes = _byte_classes()
+        self._unhandled = re.compile(pattern) if pattern else None
+        return self
 
     def handles(self, text: str) -> bool:
         """Whether `encode` may take this text (it can still refuse one with a very long word)."""

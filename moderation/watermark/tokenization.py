@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -59,8 +60,35 @@ def tokenizer_vocab_size(spec: str) -> int:
 def fast_encoder(spec: str) -> FastWordPiece | FastBPE | None:
     """The compiled encoder for `spec` when its pipeline is one they reproduce exactly (BERT's WordPiece,
     wordpiece.py; SentencePiece or byte-level BPE, bpe.py), else None."""
-    parsed = json.loads(resolve_tokenizer_path(spec).read_text(encoding="utf-8"))
-    return FastWordPiece.from_spec(parsed) or FastBPE.from_spec(parsed)
+    path = resolve_tokenizer_path(spec)
+    data = path.read_bytes()
+    folder = _cache_folder()
+    # Parsing a large tokenizer.json costs more than the rest of start-up: the built BPE tables are kept in
+    # a cache under the file's digest. A cache that cannot be read or written is skipped.
+    cached = folder / f"bpe-{hashlib.sha256(data).hexdigest()[:24]}.npz" if folder is not None else None
+    if cached is not None and cached.is_file():
+        try:
+            return FastBPE.load(cached)
+        except (OSError, ValueError, KeyError):
+            pass
+    parsed = json.loads(data)
+    fast = FastWordPiece.from_spec(parsed) or FastBPE.from_spec(parsed)
+    if isinstance(fast, FastBPE) and cached is not None:
+        try:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            fast.save(cached)
+        except OSError:
+            pass
+    return fast
+
+
+def _cache_folder() -> Path | None:
+    """Where built tokenizer tables are kept: $MODERATION_CACHE_DIR, else $XDG_CACHE_HOME/moderation, else
+    ~/.cache/moderation; "" turns the cache off."""
+    configured = os.environ.get("MODERATION_CACHE_DIR")
+    if configured is not None:
+        return Path(configured) if configured else None
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "moderation"
 
 
 class EncodedBatch:

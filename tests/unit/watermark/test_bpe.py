@@ -82,6 +82,18 @@ def test_compiled_pass_equals_rust_on_ascii(spec: str) -> None:
     assert len(texts) > 19_000  # the ASCII cases really went through the compiled pass
 
 
+def test_cached_tables_encode_as_freshly_built_ones(spec: str, tmp_path: Path) -> None:
+    fresh = FastBPE.from_tokenizer_json(Path(spec))
+    assert fresh is not None
+    fresh.save(tmp_path / "tables.npz")
+    loaded = FastBPE.load(tmp_path / "tables.npz")
+    texts = ascii_cases()[::7]
+    assert [loaded.handles(t) for t in texts] == [fresh.handles(t) for t in texts]
+    taken = [t for t in texts if fresh.handles(t)]
+    for a, b in zip(loaded.encode(taken), fresh.encode(taken), strict=True):
+        assert np.array_equal(a, b)
+
+
 def test_encode_batch_equals_rust_on_everything(spec: str) -> None:
     """Mixed batches: what the compiled pass refuses (non-ASCII, added tokens, over-long words) goes to Rust,
     and every text keeps its place."""
