@@ -54,9 +54,3 @@ def explain(entry: Mapping[str, Any]) -> str:
     signal = stored_signal(entry)
     cls = plugin_class(signal.plugin)
     return (cls or Plugin).explain(signal)
-
-
-def finding_labels(plugin: str) -> list[str]:
-    """The labels a plugin declares as findings (for the queue's "flagged by plugin" filter)."""
-    cls = plugin_class(plugin)
-    return sorted(label for label, finding in cls.labels.items() if finding) if cls is not None else []

@@ -148,11 +148,17 @@ class SignalRow(Base):
     score: Mapped[float | None] = mapped_column(Float)
     abstained: Mapped[bool] = mapped_column(Boolean, server_default="false")
     reason: Mapped[str | None] = mapped_column(String(128))
+    # What the plugin declares of the label (it counts against the post), and whether the plugin could not run.
+    finding: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    degraded: Mapped[bool] = mapped_column(Boolean, server_default="false")
     # The plugin's numbers (z_score, p_value, scheme, ...) and what a moderator is shown (token spans ...).
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
     evidence: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
 
-    __table_args__ = (Index("ix_signals_plugin_label", "plugin", "label"),)
+    __table_args__ = (
+        Index("ix_signals_plugin_label", "plugin", "label"),
+        Index("ix_signals_plugin_finding", "plugin", postgresql_where=sql_text("finding")),
+    )
 
 
 # ---- review: users, roles per tenant, credentials, and the append-only event log -----------------------

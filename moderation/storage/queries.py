@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, case, func, select, tuple_
 from sqlalchemy.orm import Session
 
+from moderation.signals import Signal
 from moderation.storage.models import BatchReceiptRow, PostRow, ReviewEventRow, SignalRow, VerdictRow
 
 # The join that keeps only each post's current verdict.
@@ -147,13 +148,19 @@ def signals_for(
     for s in session.scalars(
         select(SignalRow).where(SignalRow.verdict_id.in_(list(verdict_ids))).order_by(SignalRow.id)
     ):
-        entry: dict[str, Any] = {"plugin": s.plugin, "version": s.plugin_version, **s.details}
-        entry.update({"score": s.score, "label": s.label, "abstained": s.abstained})
-        if s.reason is not None:
-            entry["reason"] = s.reason
-        if with_evidence and s.evidence:
-            entry["evidence"] = s.evidence
-        out.setdefault(s.verdict_id, []).append(entry)
+        signal = Signal(
+            plugin=s.plugin,
+            version=s.plugin_version,
+            score=s.score,
+            label=s.label,
+            finding=s.finding,
+            abstained=s.abstained,
+            reason=s.reason,
+            degraded=s.degraded,
+            details=s.details,
+            evidence=s.evidence,
+        )
+        out.setdefault(s.verdict_id, []).append(signal.to_json(with_evidence=with_evidence))
     return out
 
 

@@ -352,6 +352,8 @@ def store_batch(
             "score": s.score,
             "abstained": s.abstained,
             "reason": s.reason,
+            "finding": s.finding,
+            "degraded": s.degraded,
             "details": json_safe(s.details),
             "evidence": json_safe(s.evidence),
         }

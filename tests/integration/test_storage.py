@@ -18,7 +18,7 @@ from moderation.signals import Action, Signal, Verdict
 from moderation.storage import migrate
 from moderation.storage.database import create_database_if_missing, drop_database, make_engine
 from moderation.storage.models import Base
-from moderation.storage.queries import VerdictFilter, completed_batches, stored_verdicts, verdict_rows
+from moderation.storage.queries import VerdictFilter, completed_batches, signals_for, stored_verdicts, verdict_rows
 from moderation.storage.retention import erase_old_texts, prune_delivery
 from moderation.storage.writes import Source, content_hash, store_batch
 
@@ -43,7 +43,7 @@ def db(database_url: str) -> Iterator[Engine]:
 
 def test_migrations_go_up_and_down_and_match_the_models(database_url: str) -> None:
     migrate.upgrade(database_url)
-    assert migrate.current_revision(database_url) == "0004_revisions"
+    assert migrate.current_revision(database_url) == "0005_signal_contract"
     engine = make_engine(database_url, 1)
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
@@ -55,7 +55,7 @@ def test_migrations_go_up_and_down_and_match_the_models(database_url: str) -> No
     with engine.connect() as conn:
         assert set(inspect(conn).get_table_names()) <= {"alembic_version"}
     migrate.upgrade(database_url)
-    assert migrate.current_revision(database_url) == "0004_revisions"
+    assert migrate.current_revision(database_url) == "0005_signal_contract"
     engine.dispose()
 
 
@@ -154,3 +154,19 @@ def test_retention_erases_old_revisions_and_prunes_delivery_rows(db: Engine) -> 
         assert conn.execute(text("SELECT count(*) FROM post_revisions WHERE text IS NOT NULL")).scalar_one() == 0
         assert conn.execute(text("SELECT count(*) FROM outbox")).scalar_one() == 1  # the unpublished one stays
         assert completed_batches(conn, ["old", "new"]) == {"new"}
+
+
+def test_signals_keep_what_the_contract_says_of_them(db: Engine) -> None:
+    """A finding and a degraded abstention survive storage; the review filter reads `finding`, not label lists."""
+    post = Post(id="c1", text="text", tenant="a", author="x")
+    signals = (
+        Signal("acme", "0.3", 1.0, "toxic", finding=True, details={"hits": 2}),
+        Signal("rate", "1.0", None, abstained=True, reason="state_unavailable", degraded=True),
+    )
+    verdict = Verdict(post.id, post.tenant, Action.REVIEW, 0.9, "test-v1", signals, ("acme:toxic",))
+    with db.begin() as conn:
+        store_batch(conn, [post], [verdict], [Source("posts", 0, 99)])
+    with db.connect() as conn:
+        (verdict_id,) = conn.execute(text("SELECT id FROM verdicts WHERE post_id = 'c1'")).scalars()
+        stored = signals_for(conn, [verdict_id])[verdict_id]
+    assert stored == [s.to_json(with_evidence=False) for s in signals]

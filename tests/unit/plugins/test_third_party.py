@@ -205,7 +205,6 @@ def test_the_installed_plugin_changes_only_its_tenants_verdicts(site: Path, tmp_
 
     # The review page explains it in the plugin's own words, and its queue filter offers it.
     assert explain.explain(tox) == "ACME toxicity: 2 word(s) from this community's banned list."
-    assert explain.finding_labels("toxicity") == ["toxic"]
     assert "toxicity" in available_plugins()
 
 
