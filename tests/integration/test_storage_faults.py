@@ -5,6 +5,7 @@ and lets the rest of the batch through; a transient one stores nothing and succe
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -117,3 +118,89 @@ def test_values_that_skip_validation_are_refused_by_postgresql_as_permanent(db: 
     with pytest.raises(StorageRejected), translate_errors(), db.begin() as conn:
         store_batch(conn, [bad], [verdict])
     assert table_counts(db)["posts"] == 0
+
+
+def test_whatever_validation_accepts_postgresql_stores(database_url: str) -> None:
+    """Hypothesis against the real database: any post that moderation/posts.py accepts — arbitrary Unicode
+    (astral, combining, bidi, control characters in the text), identifiers at their length limits, metadata
+    at its depth limit — is stored without a database error, and reads back identical."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from moderation.errors import InvalidPost
+    from moderation.posts import MAX_AUTHOR_CHARS, MAX_ID_CHARS, MAX_TENANT_CHARS, post_from_json
+    from moderation.signals import Action, Verdict
+    from moderation.storage import migrate
+    from moderation.storage.database import make_engine
+
+    migrate.upgrade(database_url)
+    engine = make_engine(database_url, 1)
+    any_char = st.characters(codec=None, min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=())
+    no_controls = st.characters(codec=None, exclude_categories=("Cc", "Cs"))
+
+    def ident(n: int) -> st.SearchStrategy[str]:
+        valid = st.text(no_controls, min_size=1, max_size=n).filter(str.strip)
+        return valid | valid | st.text(any_char, min_size=1, max_size=n + 2) | st.just("\U0001f600" * n)
+
+    leaf = (
+        st.none()
+        | st.booleans()
+        | st.integers(-(2**70), 2**70)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(no_controls, max_size=20)
+        | st.text(any_char, max_size=5)
+    )
+    meta = st.recursive(
+        leaf,
+        lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(any_char, max_size=8), c, max_size=3),
+        max_leaves=20,
+    )
+    seen = {"stored": 0, "refused": 0}
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(
+        st.fixed_dictionaries(
+            {
+                "id": ident(MAX_ID_CHARS),
+                "text": st.text(any_char, max_size=300),
+                "tenant": ident(MAX_TENANT_CHARS),
+                "author": ident(MAX_AUTHOR_CHARS),
+                "metadata": st.dictionaries(st.text(any_char, max_size=8), meta, max_size=4),
+            }
+        )
+    )
+    def check(obj: dict[str, Any]) -> None:
+        try:
+            p = post_from_json(obj)
+        except InvalidPost:
+            seen["refused"] += 1
+            return
+        with engine.begin() as conn:
+            conn.execute(text("DELETE FROM posts"))
+            store_batch(conn, [p], [Verdict(p.id, p.tenant, Action.ALLOW, 0.0, "v", ())])
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT tenant, post_id, author, text, metadata FROM posts")).one()
+        assert (row.tenant, row.post_id, row.author, row.text) == (p.tenant, p.id, p.author, p.text)
+        assert same_json(row.metadata, p.metadata)
+        seen["stored"] += 1
+
+    try:
+        check()
+    finally:
+        engine.dispose()
+    assert seen["stored"] >= 30 and seen["refused"] >= 10, seen  # both sides of the boundary were exercised
+
+
+def same_json(stored: Any, given: Any) -> bool:
+    """Equal as JSON values; JSONB keeps numbers as numeric, so 1.5e17 may come back as an integer."""
+    if isinstance(given, dict):
+        return (
+            isinstance(stored, dict)
+            and stored.keys() == given.keys()
+            and all(same_json(stored[k], v) for k, v in given.items())
+        )
+    if isinstance(given, list):
+        return isinstance(stored, list) and len(stored) == len(given) and all(map(same_json, stored, given))
+    if isinstance(given, float) and not isinstance(stored, bool) and isinstance(stored, int | float):
+        return math.isclose(stored, given, rel_tol=1e-15, abs_tol=1e-300)
+    return bool(stored == given) and type(stored) is type(given)
