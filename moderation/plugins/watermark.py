@@ -46,7 +46,7 @@ class WatermarkDetails(SignalDetails):
     log10_p_value: float | None
     p_value_adjusted: float | None
     watermarked: bool | None
-    reason: str | None
+    reason: str | None = None  # the same as the signal's own reason when it abstained
     form: str
     tests: int
     alpha: float

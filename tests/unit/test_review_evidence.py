@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from moderation.config import default_config_path, load_settings
+from moderation.plugins.registry import build_plugin
+from moderation.posts import Post
 from moderation.review.evidence import passages, segments
 from moderation.review.explain import explain
 
@@ -24,9 +27,11 @@ def test_no_evidence_is_plain_text() -> None:
 
 
 def test_explanations_are_plain_words() -> None:
-    short = explain({"plugin": "watermark", "abstained": True, "reason": "too_short", "num_tokens_scored": 5})
-    assert "not evidence that a person wrote it" in short
-    flood = explain(
-        {"plugin": "flood", "cluster_size": 7, "distinct_authors": 6, "max_similarity": 0.8, "label": "flood"}
-    )
+    # Signals as the plugins make them (details complete, as stored), not hand-picked keys.
+    detector = build_plugin("watermark", load_settings(default_config_path()), {})
+    (short_signal,) = detector.evaluate([Post(id="s", text="Too short.")])[0]
+    short = explain(short_signal.to_json())
+    assert short_signal.reason == "too_short" and "not evidence that a person wrote it" in short
+    details = {"cluster_size": 7, "similar_posts": 6, "distinct_authors": 6, "max_similarity": 0.8}
+    flood = explain({"plugin": "flood", "label": "flood", "score": 1.0, **details, "candidates": 9, "shingles": 20})
     assert "7 near-identical posts" in flood and "6 author(s)" in flood
