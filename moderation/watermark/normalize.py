@@ -48,6 +48,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
+from typing import NamedTuple
 
 import icu
 import numpy as np
@@ -129,17 +130,23 @@ def _decide(ch: str, enabled: frozenset[str], script: int = LATIN) -> tuple[int,
 
 
 class _Decisions(dict[str, tuple[int, str]]):
-    """Per-character decisions for one set of steps and expected script; a hit is a plain dict lookup."""
+    """Per-character decisions for one set of steps and expected script; a hit is a plain dict lookup.
+    `unchanged` holds the characters decided to stay themselves, so a run made only of them (a word of
+    Russian, Greek, Chinese) is copied as one slice."""
 
     def __init__(self, enabled: frozenset[str], script: int) -> None:
         super().__init__()
         self.enabled = enabled
         self.script = script
+        self.unchanged: set[str] = set()
 
     def __missing__(self, ch: str) -> tuple[int, str]:
         if len(self) >= _CACHE_LIMIT:
             self.clear()
+            self.unchanged.clear()
         decision = self[ch] = _decide(ch, self.enabled, self.script)
+        if decision == (TEXT, ch):
+            self.unchanged.add(ch)
         return decision
 
 
@@ -195,7 +202,14 @@ class NormalizedText:
 
 def enabled_steps(steps: Iterable[str]) -> frozenset[str]:
     """The known steps among `steps` (aliases resolved); unknown names change nothing."""
-    return frozenset(ALIASES.get(s, s) for s in steps) & frozenset(STEPS)
+    key = steps if isinstance(steps, tuple) else tuple(steps)
+    found = _ENABLED.get(key)
+    if found is None:
+        found = _ENABLED[key] = frozenset(ALIASES.get(s, s) for s in key) & frozenset(STEPS)
+    return found
+
+
+_ENABLED: dict[tuple[str, ...], frozenset[str]] = {}
 
 
 # -- the per-character pass -----------------------------------------------------------------------------
@@ -327,8 +341,8 @@ def _per_character(text: str, enabled: frozenset[str], script: int) -> Emitter:
     out = Emitter()
     pos = 0
     for chunk in _RUNS.findall(text):
-        if chunk[0] < "\x80":
-            out.text(chunk, pos, len(chunk))  # no step changes ASCII: one slice
+        if chunk[0] < "\x80" or decisions.unchanged.issuperset(chunk):
+            out.text(chunk, pos, len(chunk))  # no step changes ASCII (nor these characters): one slice
         else:
             for index, ch in enumerate(chunk, pos):
                 out.one(decisions[ch], index)
@@ -348,8 +362,10 @@ def _source(length: int, uneven: dict[int, int]) -> npt.NDArray[np.int64]:
 def normalize(text: str, steps: Iterable[str], script: str = "Latin") -> NormalizedText:
     """Apply the enabled steps; `script` is the one the tokenizer expects (for confusables).
     Pure-ASCII text is returned as is (nothing any step would change)."""
+    if text.isascii():
+        return NormalizedText(text, np.arange(len(text), dtype=np.int64), changed=False)
     enabled = enabled_steps(steps)
-    if text.isascii() or not enabled:
+    if not enabled:
         return NormalizedText(text, np.arange(len(text), dtype=np.int64), changed=False)
     order = None
     working = text
@@ -444,6 +460,7 @@ _NEUTRAL = frozenset({icu.UScriptCode.COMMON, icu.UScriptCode.INHERITED})
 _WORD = re.compile(r"[^\W_]+")
 
 
+@cache
 def script_code(name: str) -> int:
     """ICU's code for a script name ('Latin', 'Latn', 'Cyrillic', ...); ValueError for an unknown one."""
     codes = icu.Script.getCode(name)
@@ -511,46 +528,80 @@ def _letter(ch: str, script: int) -> _Letter | None:
     return table[ch]
 
 
+# What a word is, for the confusables pass.
+_NOTHING, _CHANGE, _LOOK_ALIKE, _GENUINE = 0, 1, 2, 3
+
+
+class _Word(NamedTuple):
+    kind: int  # _NOTHING, _CHANGE (map now), _LOOK_ALIKE (a whole foreign word: map unless the post is in
+    # that script), _GENUINE (an ordinary word of another script)
+    changes: tuple[tuple[int, str], ...]  # (offset in the word, expected-script letter)
+    primary: int  # the foreign script (for _LOOK_ALIKE and _GENUINE)
+    letters: int
+
+
+_WORDS: dict[tuple[str, int], _Word] = {}
+_NONE = _Word(_NOTHING, (), 0, 0)
+
+
+def _classify(word: str, script: int) -> _Word:
+    letters = [(i, info) for i, ch in enumerate(word) if (info := _letter(ch, script))]
+    scripts = [info.scripts for _, info in letters if info.scripts]
+    if not scripts:
+        return _NONE
+    resolved = frozenset.intersection(*scripts)
+    # Non-ASCII look-alikes of ASCII letters within the expected script ('ɑ'), in any word.
+    own = [(i, info.target) for i, info in letters if info.expected and info.ascii_target and not word[i].isascii()]
+    if script in resolved:  # a word of the expected script
+        return _Word(_CHANGE, tuple(own), 0, len(letters)) if own else _NONE  # type: ignore[arg-type]
+    foreign = [(i, info) for i, info in letters if info.scripts and not info.expected]
+    changes = [(i, info.target) for i, info in foreign if info.target is not None]
+    primary = foreign[0][1].primary
+    if not resolved:  # mixed scripts: the UTS #39 signal of a spoof
+        return _Word(_CHANGE, tuple(changes + own), primary, len(letters))  # type: ignore[arg-type]
+    if len(changes) == len(foreign):  # every letter a look-alike: decided once the post is known
+        return _Word(_LOOK_ALIKE, tuple(changes), primary, len(letters))  # type: ignore[arg-type]
+    return _Word(_GENUINE, (), primary, len(letters))
+
+
+# A word (as `_WORD` finds them) with a non-ASCII letter or digit: for Latin, only those need a look.
+# The possessive ASCII prefix keeps the engine from backtracking through the ASCII words it skips.
+_NON_ASCII_WORD = re.compile(r"[0-9A-Za-z]*+[^\W\x00-\x7f_][^\W_]*")
+_NON_ASCII_ALNUM = re.compile(r"[^\W\x00-\x7f_]")
+
+
 def map_confusables(text: str, script_name: str = "Latin") -> str:
     """Map look-alike letters to the expected script, word by word (see the module docstring)."""
     script = script_code(script_name)
-    latin = script == icu.UScriptCode.LATIN
-    genuine: Counter[int] = Counter()  # letters of single-script foreign words that are not all look-alikes
-    chars = list(text)
-    deferred: list[tuple[int, list[tuple[int, str]], int]] = []  # whole foreign words of look-alikes
-    for match in _WORD.finditer(text):
-        word = match[0]
-        if latin and word.isascii():
-            continue
-        letters = [(i, info) for i, ch in enumerate(word, match.start()) if (info := _letter(ch, script))]
-        scripts = [info.scripts for _, info in letters if info.scripts]
-        if not scripts:
-            continue
-        resolved = frozenset.intersection(*scripts)
-        if script in resolved:  # a word of the expected script: only its non-ASCII look-alikes of ASCII letters
-            for i, info in letters:
-                if info.ascii_target and not chars[i].isascii():
-                    chars[i] = info.target  # type: ignore[assignment]
-            continue
-        foreign = [(i, info) for i, info in letters if info.scripts and not info.expected]
-        changes = [(i, info.target) for i, info in foreign if info.target is not None]
-        if not resolved:  # mixed scripts: the UTS #39 signal of a spoof
-            for i, target in changes:
-                chars[i] = target
-            for i, info in letters:
-                if info.expected and info.ascii_target and not chars[i].isascii():
-                    chars[i] = info.target  # type: ignore[assignment]
-        elif len(changes) == len(foreign):  # every letter a look-alike: decided once the post is known
-            deferred.append((foreign[0][1].primary, changes, len(letters)))
-        else:
-            genuine[foreign[0][1].primary] += len(letters)
-    look_alike: Counter[int] = Counter()
-    for primary, _, length in deferred:
-        look_alike[primary] += length
-    for primary, changes, _ in deferred:
+    if script == LATIN and not _NON_ASCII_ALNUM.search(text):
+        return text  # quotes, dashes, emoji: no letter to look at
+    words = ((m.start(), m[0]) for m in (_NON_ASCII_WORD if script == LATIN else _WORD).finditer(text))
+    genuine: Counter[int] = Counter()  # letters of ordinary words of each other script
+    look_alike: Counter[int] = Counter()  # letters of whole words of look-alikes, by script
+    changes: list[tuple[int, str]] = []
+    deferred: list[tuple[int, int, _Word]] = []
+    for start, word in words:
+        key = (word, script)
+        info = _WORDS.get(key)
+        if info is None:
+            if len(_WORDS) >= _CACHE_LIMIT:
+                _WORDS.clear()
+            info = _WORDS[key] = _classify(word, script)
+        if info.kind == _CHANGE:
+            changes += [(start + i, target) for i, target in info.changes]
+        elif info.kind == _LOOK_ALIKE:
+            deferred.append((start, info.primary, info))
+            look_alike[info.primary] += info.letters
+        elif info.kind == _GENUINE:
+            genuine[info.primary] += info.letters
+    for start, primary, info in deferred:
         # Written in that script (its ordinary words outweigh the all-look-alike ones, as in any real
         # Russian or Greek text): left alone. Otherwise they are spoofs of the expected script.
         if genuine[primary] == 0 or genuine[primary] < look_alike[primary]:
-            for i, target in changes:
-                chars[i] = target
+            changes += [(start + i, target) for i, target in info.changes]
+    if not changes:
+        return text
+    chars = list(text)
+    for i, target in changes:
+        chars[i] = target
     return "".join(chars)

@@ -260,3 +260,14 @@ def test_results_survive_the_decision_cache_starting_over(monkeypatch: pytest.Mo
         text = random_text(rng)
         for steps in SOME_STEP_SUBSETS:
             assert_same(text, steps)
+
+
+def test_the_fast_word_finder_finds_exactly_the_non_ascii_words() -> None:
+    # map_confusables looks only at words with a non-ASCII letter or digit (for Latin); the regex that
+    # finds them must agree with "every word, ASCII ones skipped".
+    rng = random.Random(11)
+    for _ in range(3000):
+        text = random_text(rng)
+        fast = [(m.start(), m[0]) for m in normalize_module._NON_ASCII_WORD.finditer(text)]
+        slow = [(m.start(), m[0]) for m in normalize_module._WORD.finditer(text) if not m[0].isascii()]
+        assert fast == slow, text
