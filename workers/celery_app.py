@@ -47,6 +47,9 @@ def make_app(settings: Settings | None = None, endpoints: Endpoints | None = Non
         # Keep the model and green-list caches warm: a worker process is not recycled after N tasks.
         worker_max_tasks_per_child=None,
         worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A pool process loads tokenizers and caches before it reports up (workers/tasks.py); on a busy
+        # machine that takes longer than Celery's 4 s default, which then kills and replaces it forever.
+        worker_proc_alive_timeout=180,
     )
     return app
 
