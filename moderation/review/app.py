@@ -16,7 +16,6 @@ Referrer-Policy and Cache-Control: no-store. A 422 names the fields at fault, ne
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +31,8 @@ from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from moderation import metrics
 from moderation.errors import Conflict, Forbidden, Invalid, NotFound
@@ -79,7 +80,7 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Statuses every route may answer besides its success, for the OpenAPI document (schemathesis checks them).
 Responses = dict[int | str, dict[str, Any]]
 _ERROR: dict[str, Any] = {"description": "refused", "content": {"application/json": {"example": {"detail": "..."}}}}
-COMMON: Responses = {403: _ERROR, 422: _ERROR}
+COMMON: Responses = {400: _ERROR, 403: _ERROR, 422: _ERROR}
 AUTHED: Responses = {**COMMON, 401: _ERROR}
 POST_ROUTE: Responses = {**AUTHED, 404: _ERROR}
 WRITE_ROUTE: Responses = {**POST_ROUTE, 409: _ERROR}
@@ -141,6 +142,42 @@ def origin_allowed(request: Request) -> bool:
             and settings.secure_cookies
         )
     )
+
+
+class Guard:
+    """Refuse cross-site unsafe requests (403); put the security headers on every answer. Plain ASGI, so it
+    costs next to nothing per request (it runs for every throttled login of a flood, too)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        static = scope["path"].startswith("/static/")
+        https = scope.get("scheme") == "https"
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+                if static:
+                    headers.setdefault("Cache-Control", "public, max-age=3600")
+                else:
+                    # Pages and API answers carry post texts and CSRF tokens: no cache may keep them.
+                    headers["Cache-Control"] = "no-store"
+                if https:
+                    headers["Strict-Transport-Security"] = "max-age=31536000"
+            await send(message)
+
+        if request.method in UNSAFE_METHODS and not origin_allowed(request):
+            refused = JSONResponse({"detail": "cross-site request refused"}, status_code=403)
+            await refused(scope, receive, send_with_headers)
+            return
+        await self.app(scope, receive, send_with_headers)
 
 
 def current(request: Request) -> Principal:
@@ -219,22 +256,7 @@ def create_app(db: Engine, settings: ReviewSettings | None = None) -> FastAPI:
 
     app.add_exception_handler(RequestValidationError, _invalid)
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """Refuse cross-site unsafe requests; put the security headers on every answer."""
-        if request.method in UNSAFE_METHODS and not origin_allowed(request):
-            response: Response = JSONResponse({"detail": "cross-site request refused"}, status_code=403)
-        else:
-            response = await call_next(request)
-        response.headers.update(SECURITY_HEADERS)
-        if request.url.path.startswith("/static/"):
-            response.headers.setdefault("Cache-Control", "public, max-age=3600")
-        else:
-            # Pages and API answers carry post texts and CSRF tokens: no cache may keep them.
-            response.headers["Cache-Control"] = "no-store"
-        if request.url.scheme == "https":
-            response.headers["Strict-Transport-Security"] = "max-age=31536000"
-        return response
+    app.add_middleware(Guard)
 
     # ---- open routes ------------------------------------------------------------------------------
     @app.get("/health", tags=["operations"])

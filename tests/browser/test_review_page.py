@@ -4,18 +4,18 @@ page is saved to artifacts/review-post.png."""
 
 from __future__ import annotations
 
+import http.server
 import shutil
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
-import uvicorn
 
 from moderation.review.app import create_app
-from tests.review_data import PASSWORD, review_database
+from tests.review_data import ODD_IDS, PASSWORD, review_database, running_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parents[2] / "artifacts"
@@ -42,22 +42,34 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    with review_database() as (db, _tokens):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        config = uvicorn.Config(create_app(db), host="127.0.0.1", port=port, log_level="warning")
-        srv = uvicorn.Server(config)
-        thread = threading.Thread(target=srv.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not srv.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("review server did not start")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-        srv.should_exit = True
-        thread.join(timeout=10)
+    with review_database() as (db, _tokens), running_server(create_app(db)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def foreign_site(server: str) -> Iterator[str]:
+    """Another origin (another port) whose page holds a form that posts to the review service's /login."""
+    page = (
+        f'<!doctype html><form method="post" action="{server}/login">'
+        '<input name="username" value="alice"><input name="password" value="attacker password!">'
+        '<button id="go">go</button></form>'
+    ).encode()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
 
 
 def test_moderator_reviews_a_flagged_post_in_the_browser(server: str) -> None:
@@ -66,8 +78,11 @@ def test_moderator_reviews_a_flagged_post_in_the_browser(server: str) -> None:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1200, "height": 1400})
-        page.goto(f"{server}/")
+        refused = csp_violations(page)
+        first = page.goto(f"{server}/")
         expect(page).to_have_url(f"{server}/login")
+        assert first is not None
+        assert_security_headers(first.all_headers())
         page.fill("input[name=username]", "alice")
         page.fill("input[name=password]", "not the password")
         page.click("button[type=submit]")
@@ -86,6 +101,8 @@ def test_moderator_reviews_a_flagged_post_in_the_browser(server: str) -> None:
         expect(page.locator("h1")).to_have_text("Post wm1")
         green = page.locator("#post-text .tok-green")
         assert green.count() > 20  # the green tokens are drawn on the text
+        # ... and drawn green: the stylesheet loads under the CSP (no inline style is allowed).
+        assert green.first.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(183, 240, 192)"
         expect(page.locator(".signal[data-plugin=watermark]")).to_contain_text("green list")
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "review-post.png"), full_page=True)
@@ -101,4 +118,70 @@ def test_moderator_reviews_a_flagged_post_in_the_browser(server: str) -> None:
         page.goto(f"{server}/posts/acme/wm1")
         expect(page.locator("#review-state")).to_have_text("decided")
         expect(page.locator("#history")).to_contain_text("alice decided overturn → allow: quoted from a press release")
+
+        # Post ids that break unescaped URLs: each link leads to its own post, whose claim form works.
+        page.goto(f"{server}/?author=odd")
+        for odd in ODD_IDS:
+            page.goto(f"{server}/?author=odd")
+            page.locator(f'#queue tr[data-post="{odd}"] a').click()
+            expect(page.locator("h1")).to_have_text(f"Post {odd}")
+            assert page.url == f"{server}/posts/acme/{quote(odd, safe='')}"
+        page.click("#claim")
+        expect(page.locator("#decide")).to_be_visible()
+        assert refused == [], refused  # nothing on any page was blocked by the CSP
+        browser.close()
+
+
+def csp_violations(page: Any) -> list[str]:
+    """Console messages in which Chromium reports something the Content-Security-Policy blocked."""
+    seen: list[str] = []
+    page.on("console", lambda m: seen.append(m.text) if "Content Security Policy" in m.text else None)
+    return seen
+
+
+def assert_security_headers(headers: dict[str, str]) -> None:
+    csp = headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "same-origin"
+    assert headers["cache-control"] == "no-store"
+
+
+def test_a_viewer_sees_the_span_but_not_the_green_tokens(server: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page()
+        refused = csp_violations(page)
+        page.goto(f"{server}/login")
+        page.fill("input[name=username]", "vic")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        response = page.goto(f"{server}/posts/acme/wm2")
+        assert response is not None
+        assert_security_headers(response.all_headers())
+        expect(page.locator("h1")).to_have_text("Post wm2")
+        assert page.locator("#post-text .tok-green").count() == 0
+        assert page.locator("#post-text .passage").count() == 1  # the flagged span is still shown
+        expect(page.locator("#evidence-note")).to_contain_text("moderators and admins only")
+        expect(page.locator(".signal[data-plugin=watermark]")).to_be_visible()
+        assert refused == []
+        browser.close()
+
+
+def test_a_login_form_on_another_site_cannot_log_the_browser_in(server: str, foreign_site: str) -> None:
+    """Login CSRF in a real browser: Chromium marks the cross-site POST (Sec-Fetch-Site) and it is refused."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(foreign_site)
+        with page.expect_navigation() as navigation:
+            page.click("#go")
+        response = navigation.value
+        assert response is not None and response.status == 403
+        assert not [c for c in context.cookies() if "moderation_session" in c["name"]]
         browser.close()
