@@ -551,16 +551,20 @@ def _classify(word: str, script: int) -> _Word:
         return _NONE
     resolved = frozenset.intersection(*scripts)
     # Non-ASCII look-alikes of ASCII letters within the expected script ('ɑ'), in any word.
-    own = [(i, info.target) for i, info in letters if info.expected and info.ascii_target and not word[i].isascii()]
+    own = [
+        (i, info.target)
+        for i, info in letters
+        if info.expected and info.target is not None and info.ascii_target and not word[i].isascii()
+    ]
     if script in resolved:  # a word of the expected script
-        return _Word(_CHANGE, tuple(own), 0, len(letters)) if own else _NONE  # type: ignore[arg-type]
+        return _Word(_CHANGE, tuple(own), 0, len(letters)) if own else _NONE
     foreign = [(i, info) for i, info in letters if info.scripts and not info.expected]
     changes = [(i, info.target) for i, info in foreign if info.target is not None]
     primary = foreign[0][1].primary
     if not resolved:  # mixed scripts: the UTS #39 signal of a spoof
-        return _Word(_CHANGE, tuple(changes + own), primary, len(letters))  # type: ignore[arg-type]
+        return _Word(_CHANGE, tuple(changes + own), primary, len(letters))
     if len(changes) == len(foreign):  # every letter a look-alike: decided once the post is known
-        return _Word(_LOOK_ALIKE, tuple(changes), primary, len(letters))  # type: ignore[arg-type]
+        return _Word(_LOOK_ALIKE, tuple(changes), primary, len(letters))
     return _Word(_GENUINE, (), primary, len(letters))
 
 
