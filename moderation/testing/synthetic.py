@@ -224,10 +224,17 @@ def watermarked_post(n_words: int, scheme: WatermarkScheme, seed: int, bias: flo
     )
     gen = torch.Generator().manual_seed(seed)
     ids = [int(model.starts[seed % len(model.starts)])]
-    while len(ids) < n_words:
-        scores = processor(torch.tensor([ids]), model.logits(ids[-1], scheme.vocab_size))
-        probs = torch.softmax(scores[0], dim=-1)
-        ids.append(int(torch.multinomial(probs, 1, generator=gen)))
+    # One row at a time is too small to share among threads: on a busy machine the processor's indexing
+    # ran 100x slower with torch's default threads than with one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        while len(ids) < n_words:
+            scores = processor(torch.tensor([ids]), model.logits(ids[-1], scheme.vocab_size))
+            probs = torch.softmax(scores[0], dim=-1)
+            ids.append(int(torch.multinomial(probs, 1, generator=gen)))
+    finally:
+        torch.set_num_threads(threads)
     return render([model.id_to_word[i] for i in ids])
 
 
