@@ -19,6 +19,7 @@ def run(args: argparse.Namespace) -> int:
 
     from moderation.config import load_settings
     from moderation.endpoints import Endpoints
+    from moderation.review import auth
     from moderation.review.app import create_app
     from moderation.review.settings import review_settings
     from moderation.storage.database import make_engine
@@ -26,5 +27,14 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     review = review_settings(settings.review)
     db = make_engine(Endpoints.from_env().database_url, settings.storage.pool_size)
-    uvicorn.run(create_app(db, review), host=args.host or review.host, port=args.port or review.port, log_level="info")
+    with db.begin() as conn:  # sessions that ended while the service was down
+        auth.purge_sessions(conn, review.session_idle_minutes)
+    uvicorn.run(
+        create_app(db, review),
+        host=args.host or review.host,
+        port=args.port or review.port,
+        log_level="info",
+        proxy_headers=bool(review.forwarded_allow_ips),
+        forwarded_allow_ips=review.forwarded_allow_ips or None,
+    )
     return 0

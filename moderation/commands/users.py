@@ -37,7 +37,10 @@ def add_parser(sub: Any) -> None:
     end.add_argument("username")
     end.add_argument("token_id", type=int, nargs="?")
     end.add_argument("--all", action="store_true")
-    us.add_parser("purge-sessions", help="delete expired and idle sessions ([review] session_idle_minutes)")
+    purge = us.add_parser("purge-sessions", help="delete expired sessions and those idle too long")
+    purge.add_argument("--idle-minutes", type=float, default=30.0, help="[review] session_idle_minutes (30)")
+    evidence = us.add_parser("evidence", help="per-token evidence read per account, tenant and day (newest first)")
+    evidence.add_argument("--days", type=int, default=7)
     for name in ("disable", "enable"):
         us.add_parser(name, help=f"{name} a user (disabling ends their sessions and tokens)").add_argument("username")
     pw = us.add_parser("password", help="set a new password (ends the user's sessions and tokens)")
@@ -61,14 +64,13 @@ def _when(value: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
     from moderation.endpoints import Endpoints
     from moderation.errors import AuthError
     from moderation.review import auth
-    from moderation.review.settings import ReviewSettings
     from moderation.storage.database import make_engine
-    from moderation.storage.models import MembershipRow, UserRow
+    from moderation.storage.models import EvidenceReadRow, MembershipRow, UserRow
 
     engine = make_engine(Endpoints.from_env().database_url, 1)
     cmd = args.users_command
@@ -97,8 +99,23 @@ def run(args: argparse.Namespace) -> int:
                 done = auth.revoke_tokens(conn, args.username, None if args.all else args.token_id)
                 print(f"revoked {done} token(s) of {args.username}")
             elif cmd == "purge-sessions":
-                idle = ReviewSettings().session_idle_minutes
-                print(f"purged {auth.purge_sessions(conn, idle)} session(s)")
+                print(f"purged {auth.purge_sessions(conn, args.idle_minutes)} session(s)")
+            elif cmd == "evidence":
+                rows = conn.execute(
+                    select(
+                        UserRow.username,
+                        EvidenceReadRow.tenant,
+                        EvidenceReadRow.day,
+                        EvidenceReadRow.posts,
+                        EvidenceReadRow.tokens,
+                    )
+                    .join(UserRow, UserRow.id == EvidenceReadRow.user_id)
+                    .where(EvidenceReadRow.day > func.current_date() - args.days)
+                    .order_by(EvidenceReadRow.day.desc(), EvidenceReadRow.posts.desc())
+                ).all()
+                print(f"{'DAY':<10} {'USER':<20} {'TENANT':<20} {'POSTS':>7} {'TOKENS':>9}")
+                for r in rows:
+                    print(f"{r.day.isoformat():<10} {r.username:<20} {r.tenant:<20} {r.posts:>7} {r.tokens:>9}")
             elif cmd in ("disable", "enable"):
                 auth.set_disabled(conn, args.username, cmd == "disable")
             elif cmd == "password":

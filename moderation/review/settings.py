@@ -53,6 +53,9 @@ class ReviewSettings(BaseModel):
     evidence_posts_per_day: Annotated[int, Field(ge=0)] = 500
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65_535)] = 8000
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (uvicorn's forwarded_allow_ips): the
+    # client address is what login throttling counts, so list only your reverse proxy here ("" for none).
+    forwarded_allow_ips: str = "127.0.0.1"
 
 
 def review_settings(raw: Mapping[str, Any]) -> ReviewSettings:

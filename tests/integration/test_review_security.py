@@ -371,6 +371,8 @@ def test_idle_sessions_end_and_ended_sessions_are_purged(seeded: tuple[Engine, d
             text("SELECT count(*) FROM sessions s JOIN users u ON u.id = s.user_id WHERE u.username = 'vic'")
         )
         assert left.scalar() == 1  # only the new one
+    # The command finds nothing more to purge (with a 60-minute idle limit: the new session stays).
+    assert cli(db, "purge-sessions", "--idle-minutes", "60").stdout.startswith("purged 0 ")
 
 
 # ---- 8. post ids in URLs -------------------------------------------------------------------------------------
@@ -448,6 +450,9 @@ def test_viewers_get_the_statistic_and_span_but_no_per_token_evidence(seeded: tu
             )
         ).one()
     assert posts == 3 and read_tokens > 3 * 50
+    # The per-account meter, as an operator reads it.
+    metered = [line.split() for line in cli(db, "evidence").stdout.splitlines()[1:]]
+    assert [row[1:4] for row in metered if row[1] == "carol"] == [["carol", "acme", "3"]]
     assert metric(client, "viewer", "withheld_role") - before[("viewer", "withheld_role")] == 2
     assert metric(client, "moderator", "shown") - before[("moderator", "shown")] == 3
     assert metric(client, "moderator", "withheld_budget") - before[("moderator", "withheld_budget")] == 1
