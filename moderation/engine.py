@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from moderation import metrics
 from moderation.config import Settings
 from moderation.errors import PluginError
 from moderation.plugins.base import Plugin
@@ -104,6 +103,10 @@ class Engine:
 
     def observe(self, verdicts: Sequence[Verdict]) -> None:
         """Count stored verdicts and their signals in the metrics, the plugins' own included."""
+        # Imported here, not at the top: `moderation worker` must set PROMETHEUS_MULTIPROC_DIR before
+        # prometheus_client is first imported, and the CLI imports this module (via scan) before that.
+        from moderation import metrics
+
         for v in verdicts:
             metrics.VERDICTS.labels(v.tenant, v.action.value).inc()
             for plugin in v.degraded:

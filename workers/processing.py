@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,16 +130,6 @@ def batch_id_of(payload: dict[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:64]
 
 
-def _observe(verdicts: Sequence[Verdict]) -> None:
-    for v in verdicts:
-        metrics.VERDICTS.labels(v.tenant, v.action.value).inc()
-        for s in v.signals:
-            if s.plugin == "watermark" and not s.abstained and s.details.get("z_score") is not None:
-                scheme = str(s.details.get("scheme"))
-                metrics.Z_SCORE.labels(scheme).observe(float(s.details["z_score"]))
-                metrics.TOKENS_SCORED.labels(scheme).inc(int(s.details.get("num_tokens_scored") or 0))
-
-
 def process_batch(runtime: Runtime, payload: dict[str, Any]) -> dict[str, int]:
     """Moderate and store one batch; returns its counts (posts, stored, redelivered, dead_lettered).
 
@@ -177,7 +166,7 @@ def process_batch(runtime: Runtime, payload: dict[str, Any]) -> dict[str, int]:
         log.warning("batch %s: PostgreSQL refused a post (%s); storing post by post", batch_id, exc.detail)
         counts, stored = _store(runtime, batch_id, batch, verdicts, isolate=True)
     metrics.STORE_SECONDS.observe(time.perf_counter() - started)
-    _observe([v for r in stored for v in [verdicts[r]] if v is not None])
+    runtime.engine.observe([v for r in stored for v in [verdicts[r]] if v is not None])
     metrics.REDELIVERED.inc(counts["redelivered"])
     return counts
 
