@@ -117,12 +117,11 @@ def _check_signal(plugin: Plugin, s: Any) -> None:
         return
     if s.score is None or not 0.0 <= s.score <= 1.0:
         raise PluginError(name, f"signal.score must be a number in [0, 1] unless it abstains, got {s.score!r}")
-    if s.label not in plugin.labels:
+    declared = plugin.labels.get(s.label) if s.label is not None else None
+    if declared is None:
         raise PluginError(name, f"signal.label {s.label!r} is not one it declares: {sorted(plugin.labels)}")
-    if s.finding != plugin.labels[s.label]:
-        raise PluginError(
-            name, f"signal.finding is {s.finding} but label {s.label!r} is declared {plugin.labels[s.label]}"
-        )
+    if s.finding != declared:
+        raise PluginError(name, f"signal.finding is {s.finding} but label {s.label!r} is declared {declared}")
     _check_details(plugin, s.details)
 
 

@@ -30,7 +30,7 @@ from sqlalchemy import Connection, text
 from moderation import metrics
 from moderation.errors import Conflict, Forbidden, Invalid, NotFound
 from moderation.review.auth import Principal
-from moderation.review.explain import explain, finding_labels
+from moderation.review.explain import explain
 from moderation.storage.queries import signals_for
 
 QUEUED_ACTIONS = ("review", "quarantine")
@@ -121,9 +121,9 @@ def queue(conn: Connection, who: Principal, flt: QueueFilter) -> list[dict[str, 
     if flt.plugin:
         where.append(
             "EXISTS (SELECT 1 FROM signals s WHERE s.verdict_id = v.id AND s.plugin = :plugin"
-            " AND NOT s.abstained AND s.label = ANY(:findings))"
+            " AND s.finding)"
         )
-        params.update(plugin=flt.plugin, findings=finding_labels(flt.plugin))
+        params["plugin"] = flt.plugin
     for clause, key, value in (
         ("v.score >= :min_score", "min_score", flt.min_score),
         ("v.score <= :max_score", "max_score", flt.max_score),
