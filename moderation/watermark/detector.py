@@ -13,6 +13,10 @@ The shares follow where a watermark is expected. When normalizing changed the to
 form gets most of the budget (NORMALIZED_FORM_SHARE): an attack is what usually changes them, and for a
 model that emitted such characters itself the normalized form still carries the watermark but for the
 tokens next to them. Within a form, the whole-text test and the best-window test share equally.
+
+A post that is not flagged is called "not_watermarked" only when its test had the power to see a
+watermark of the scheme's expected strength; otherwise its outcome is "insufficient_evidence" (a short
+post is no evidence of a human author). Counted tokens are (seed, target) pairs by default: see scoring.py.
 """
 
 from __future__ import annotations

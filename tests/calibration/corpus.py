@@ -126,14 +126,21 @@ def roff_to_text(source: str) -> dict[str, str]:
 
 @functools.cache
 def man_pages() -> list[tuple[str, dict[str, str]]]:
-    """(file name, sections) of every man page of the sections used, in a fixed order (links skipped)."""
+    """(file name, sections) of every man page of the sections used, in a fixed order (links and pages
+    identical to an earlier one skipped: a repeated post would be a repeated trial, not a new one)."""
     pages = []
+    seen: set[str] = set()
     for section in MAN_SECTIONS:
         for path in sorted((MAN_ROOT / section).glob("*.gz")):
             source = gzip.decompress(path.read_bytes()).decode("utf-8", "replace")
             if source.lstrip().startswith(".so "):
                 continue  # an alias of another page
-            pages.append((path.name, roff_to_text(source)))
+            sections = roff_to_text(source)
+            body = "\n".join(v for k, v in sections.items() if k != "NAME")
+            if body in seen:
+                continue
+            seen.add(body)
+            pages.append((path.name, sections))
     return pages
 
 
@@ -277,9 +284,9 @@ def copypasta(limit: int) -> list[Post]:
         if 40 <= len(f.split()) <= 150
     ]
     rng = random.Random(4)
+    rng.shuffle(pool)
     posts: list[Post] = []
-    while len(posts) < limit:
-        pasta = rng.choice(pool)
+    for pasta in pool[:limit]:
         headed = rng.random() < 0.5
         copies: list[str] = []
         while _tokens("\n\n".join(copies)) < MIN_TOKENS:
@@ -305,6 +312,8 @@ def calibration_posts() -> tuple[Post, ...]:
     posts: list[Post] = []
     for make, count in MIX.items():
         posts += make(count)
+    # Each text once: the same text under the same key is the same trial.
+    posts = list({p.text: p for p in posts}.values())
     short = [p.kind for p in posts if _tokens(p.text) < MIN_TOKENS]
     if short:
         raise AssertionError(f"{len(short)} posts under {MIN_TOKENS} tokens: {sorted(set(short))}")

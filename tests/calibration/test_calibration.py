@@ -56,4 +56,5 @@ def test_ngram_counting_voids_the_guarantee(posts: tuple[Post, ...]) -> None:
     print("\n" + markdown_table(cells))
     for cell in cells:
         assert cell.significantly_above, cell
-        assert cell.rate > 10 * cell.target, cell
+        # The inflation grows in the tail: several times the target at 1e-2, tens of times at 1e-4.
+        assert cell.rate > (3 if cell.target >= 1e-2 else 10) * cell.target, cell
