@@ -52,6 +52,7 @@ def main() -> None:
     config = default_config_path().read_text(encoding="utf-8")
     with tempfile.TemporaryDirectory() as tmp, LocalPipeline(Path(tmp), config, worker_concurrency=args.workers) as lp:
         assert lp.endpoints is not None and lp.consumer is not None and lp.worker is not None
+        consumer_pid, worker_pid = lp.consumer.pid, lp.worker.pid
         producer = make_producer(lp.endpoints)
         topic = lp.settings.pipeline.input_topic
         lag_client = make_consumer(lp.endpoints, lp.settings.pipeline.group_id)
@@ -65,9 +66,9 @@ def main() -> None:
             with db.connect() as conn:
                 stored = int(conn.execute(text("SELECT count(*) FROM verdicts")).scalar_one())
             lag = sum(r.lag for r in measure(lag_client, lp.settings.pipeline.group_id, [topic]))
-            workers = [lp.worker.pid, *_pids_of_children(lp.worker.pid)]
+            workers = [worker_pid, *_pids_of_children(worker_pid)]
             print(
-                f"{time.time() - started:6.0f} {produced:9,d} {stored:9,d} {lag:6,d} {rss_mib(lp.consumer.pid):13.0f}"
+                f"{time.time() - started:6.0f} {produced:9,d} {stored:9,d} {lag:6,d} {rss_mib(consumer_pid):13.0f}"
                 f" {sum(rss_mib(p) for p in workers):12.0f}",
                 flush=True,
             )

@@ -31,7 +31,7 @@ def test_lag_counts_from_the_commit_and_from_the_log_start_when_never_committed(
     # Partition 0: a consumer that read far ahead but whose commit is stuck at 100 — its lag stays 900.
     # Partition 1: nobody ever committed (dead or absent consumers): everything since the log start counts.
     client = Client(ends={0: 1000, 1: 50}, starts={0: 0, 1: 10}, committed={0: 100, 1: None})
-    readings = measure(client, "g", ["posts"])  # type: ignore[arg-type]
+    readings = measure(client, "g", ["posts"])
     assert {(r.partition, r.lag) for r in readings} == {(0, 900), (1, 40)}
     export(readings)
     assert metrics.CONSUMER_GROUP_LAG.labels("g", "posts", "0")._value.get() == 900
