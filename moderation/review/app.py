@@ -277,7 +277,8 @@ def create_app(db: Engine, settings: ReviewSettings | None = None) -> FastAPI:
             gate.admit(address, username)
         except Throttled as over:
             metrics.REVIEW_LOGINS_REFUSED.labels(f"throttled_{over.scope}").inc()
-            log.warning("login throttled (%s): account=%r address=%s", over.scope, username[:64], address)
+            if over.first:
+                log.warning("login throttled (%s): account=%r address=%s", over.scope, username[:64], address)
             raise HTTPException(
                 429, "too many login attempts; try again later", headers={"Retry-After": str(over.retry_after)}
             ) from None

@@ -26,9 +26,10 @@ from moderation.review.settings import ReviewSettings
 class Throttled(Exception):
     """Over a login limit: try again after `retry_after` seconds. `scope` is "address" or "account"."""
 
-    def __init__(self, scope: str, retry_after: int) -> None:
+    def __init__(self, scope: str, retry_after: int, first: bool) -> None:
         super().__init__(f"too many logins for this {scope}; retry after {retry_after} s")
-        self.scope, self.retry_after = scope, retry_after
+        # first: the first refusal for this address or account this minute (log it; the rest are counted).
+        self.scope, self.retry_after, self.first = scope, retry_after, first
 
 
 class Busy(Exception):
@@ -40,6 +41,7 @@ class LoginGate:
         self._limiter = MovingWindowRateLimiter(storage_from_string(settings.login_limits_storage))
         self._per_address: list[RateLimitItem] = parse_many(settings.login_limits_per_address)
         self._per_account: list[RateLimitItem] = parse_many(settings.login_limits_per_account)
+        self._log_once = parse_many("1/minute")[0]  # a flood of refusals makes one log line a minute per key
         self._hashing = CapacityLimiter(settings.login_concurrency)
         self._queue = settings.login_queue
 
@@ -55,7 +57,8 @@ class LoginGate:
         ):
             for item in items:
                 if not self._limiter.hit(item, scope, ident):
-                    raise Throttled(scope, self._retry_after(item, scope, ident))
+                    first = self._limiter.hit(self._log_once, "logged", scope, ident)
+                    raise Throttled(scope, self._retry_after(item, scope, ident), first)
 
     def succeeded(self, account: str) -> None:
         """The right password was given: the account's count starts again (the address's does not)."""
