@@ -21,6 +21,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--config", help="config file (default: $MODERATION_CONFIG, else the bundled demo config)")
     p.add_argument("--concurrency", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--metrics-dir", help="folder for multi-process metric files (default: a fresh temporary folder)")
+    p.add_argument("--metrics-port", type=int, help="metrics port (default: [metrics].worker_port; 0 = off)")
     p.add_argument("--log-level", default="INFO")
     p.add_argument("--name", default="moderation@%h", help="Celery node name")
     p.add_argument(
@@ -47,8 +48,9 @@ def run(args: argparse.Namespace) -> int:
     from workers.celery_app import app
 
     settings = load_settings()  # fail early, in the parent, on a bad config
-    if settings.metrics.worker_port:
-        serve_multiprocess(settings.metrics.worker_port, settings.metrics.bind_address)
+    port = settings.metrics.worker_port if args.metrics_port is None else args.metrics_port
+    if port:
+        serve_multiprocess(port, settings.metrics.bind_address)
     # The outbox relay publishes what the pool processes store; a process of its own (no threads in a parent
     # that forks), sharing this worker's environment and metrics folder.
     relay = None if args.no_relay else start_relay(args.config, args.log_level)

@@ -58,4 +58,8 @@ def test_deploy_files_parse() -> None:
     compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
     assert {"kafka", "postgres", "redis", "consumer", "worker", "migrate", "prometheus"} <= set(compose["services"])
     scrape = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
-    assert {j["job_name"] for j in scrape["scrape_configs"]} == {"moderation-consumer", "moderation-worker"}
+    assert {j["job_name"] for j in scrape["scrape_configs"]} == {
+        "moderation-consumer",
+        "moderation-worker",
+        "moderation-lag",
+    }
