@@ -28,7 +28,11 @@ def upgrade() -> None:
     op.add_column("posts", sa.Column("revision", sa.Integer(), server_default="1", nullable=False))
     op.add_column("posts", sa.Column("revision_count", sa.Integer(), server_default="1", nullable=False))
     op.add_column("posts", sa.Column("content_hash", sa.String(64), nullable=True))
+    op.add_column("posts", sa.Column("seen_topic", sa.String(255), nullable=True))
+    op.add_column("posts", sa.Column("seen_partition", sa.Integer(), nullable=True))
+    op.add_column("posts", sa.Column("seen_offset", sa.BigInteger(), nullable=True))
     op.execute("UPDATE posts SET content_hash = encode(sha256(convert_to(text, 'UTF8')), 'hex') WHERE text IS NOT NULL")
+    op.execute("UPDATE posts SET seen_topic = source_topic, seen_partition = source_partition, seen_offset = source_offset")
 
     op.create_table(
         "post_revisions",
@@ -118,6 +122,9 @@ def downgrade() -> None:
         "fk_verdicts_post", "verdicts", "posts", ["tenant", "post_id"], ["tenant", "post_id"], ondelete="CASCADE"
     )
     op.drop_table("post_revisions")
+    op.drop_column("posts", "seen_offset")
+    op.drop_column("posts", "seen_partition")
+    op.drop_column("posts", "seen_topic")
     op.drop_column("posts", "content_hash")
     op.drop_column("posts", "revision_count")
     op.drop_column("posts", "revision")

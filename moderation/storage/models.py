@@ -75,6 +75,11 @@ class PostRow(Base):
     revision_count: Mapped[int] = mapped_column(Integer, server_default="1")
     # sha256 (hex) of the current revision's text; kept when retention erases the text.
     content_hash: Mapped[str | None] = mapped_column(String(64))
+    # The latest message seen carrying the current text (a redelivery moves it forward): an older message
+    # in the same partition is then recognised as older. source_* stay where the current revision came from.
+    seen_topic: Mapped[str | None] = mapped_column(String(255))
+    seen_partition: Mapped[int | None] = mapped_column(Integer)
+    seen_offset: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         # The author's other posts, newest first (review page) and per-author queries.

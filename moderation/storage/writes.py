@@ -158,9 +158,9 @@ def stored_state(conn: Connection, keys: Sequence[Key], *, lock: bool = False) -
             PostRow.revision,
             PostRow.revision_count,
             PostRow.content_hash,
-            PostRow.source_topic,
-            PostRow.source_partition,
-            PostRow.source_offset,
+            PostRow.seen_topic,
+            PostRow.seen_partition,
+            PostRow.seen_offset,
         )
         .where(tuple_(PostRow.tenant, PostRow.post_id).in_(sorted(set(keys))))
         .order_by(PostRow.tenant, PostRow.post_id)
@@ -170,8 +170,8 @@ def stored_state(conn: Connection, keys: Sequence[Key], *, lock: bool = False) -
     out: dict[Key, Current] = {}
     for r in conn.execute(q):
         src = (
-            Source(r.source_topic, r.source_partition, r.source_offset)
-            if r.source_topic is not None and r.source_partition is not None and r.source_offset is not None
+            Source(r.seen_topic, r.seen_partition, r.seen_offset)
+            if r.seen_topic is not None and r.seen_partition is not None and r.seen_offset is not None
             else None
         )
         out[(r.tenant, r.post_id)] = Current(r.revision, r.revision_count, r.content_hash, src)
@@ -235,11 +235,12 @@ def store_batch(
             raise StorageUnavailable(f"post {r.key[1]!r} changed while its batch ran; the batch must run again")
 
     def with_source(key: Key) -> dict[str, Any]:
+        # The latest message seen with the post's current text: what orders later messages (posts.seen_*).
         src = final[key].source
         return {
-            "source_topic": src.topic if src else None,
-            "source_partition": src.partition if src else None,
-            "source_offset": src.offset if src else None,
+            "seen_topic": src.topic if src else None,
+            "seen_partition": src.partition if src else None,
+            "seen_offset": src.offset if src else None,
         }
 
     def revision_row(r: NewRevision) -> dict[str, Any]:
@@ -273,7 +274,7 @@ def store_batch(
             .values(
                 {
                     getattr(PostRow, c): bindparam(f"b_{c}")
-                    for c in ("revision_count", "source_topic", "source_partition", "source_offset")
+                    for c in ("revision_count", "seen_topic", "seen_partition", "seen_offset")
                 }
             ),
             touched,
@@ -316,6 +317,9 @@ def store_batch(
         "source_topic",
         "source_partition",
         "source_offset",
+        "seen_topic",
+        "seen_partition",
+        "seen_offset",
     )
     moved = []
     for key, r in now_current.items():
