@@ -73,21 +73,14 @@ class QueueFilter:
 _BASE = """
 FROM verdicts v
 JOIN posts p ON p.tenant = v.tenant AND p.post_id = v.post_id AND p.revision = v.revision
-LEFT JOIN LATERAL (
-    SELECT e.decision, e.action, e.at, e.username FROM review_events e
-    WHERE e.tenant = v.tenant AND e.post_id = v.post_id AND e.revision = v.revision AND e.kind = 'decided'
-    ORDER BY e.at DESC, e.id DESC LIMIT 1
-) d ON true
+JOIN verdict_review_state d ON d.verdict_id = v.id
 LEFT JOIN review_leases l ON l.tenant = v.tenant AND l.post_id = v.post_id AND l.expires_at > now()
 LEFT JOIN users lu ON lu.id = l.user_id
 """
-_STATE = """CASE WHEN d.decision = 'escalate' THEN 'escalated'
-     WHEN d.decision IS NOT NULL THEN 'decided'
-     WHEN v.action IN ('review', 'quarantine') THEN 'pending' ELSE 'none' END"""
-_COLUMNS = f"""v.id AS verdict_id, v.revision, v.tenant, v.post_id, v.action, v.score, v.policy_version, v.reasons, v.decided_at,
-p.author, p.created_at, p.text, d.decision, d.action AS decided_action, d.at AS decision_at, d.username AS decided_by,
-lu.username AS claimed_by, l.expires_at AS lease_expires_at, {_STATE} AS review_state,
-COALESCE(d.action, v.action) AS effective_action"""
+_STATE = "d.review_state"  # one definition, in the view (migration 0006_review_state)
+_COLUMNS = """v.id AS verdict_id, v.revision, v.tenant, v.post_id, v.action, v.score, v.policy_version, v.reasons, v.decided_at,
+p.author, p.created_at, p.text, d.decision, d.decided_action, d.decision_at, d.decided_by,
+lu.username AS claimed_by, l.expires_at AS lease_expires_at, d.review_state, d.effective_action"""
 _PRIORITY = """(CASE WHEN d.decision = 'escalate' THEN 3 WHEN v.action = 'quarantine' THEN 2 ELSE 1 END)"""
 
 
@@ -113,16 +106,13 @@ def queue(conn: Connection, who: Principal, flt: QueueFilter) -> list[dict[str, 
     params: dict[str, Any] = {"tenants": tenants, "limit": min(flt.limit, 1000), "offset": flt.offset}
     states = {"open": ("pending", "escalated"), "all": None}.get(flt.state, (flt.state,))
     if states is not None:
-        where.append(f"({_STATE}) = ANY(:states)")
+        where.append(f"{_STATE} = ANY(:states)")
         params["states"] = list(states)
     if flt.action:
         where.append("v.action = :action")
         params["action"] = flt.action
     if flt.plugin:
-        where.append(
-            "EXISTS (SELECT 1 FROM signals s WHERE s.verdict_id = v.id AND s.plugin = :plugin"
-            " AND s.finding)"
-        )
+        where.append("EXISTS (SELECT 1 FROM signals s WHERE s.verdict_id = v.id AND s.plugin = :plugin AND s.finding)")
         params["plugin"] = flt.plugin
     for clause, key, value in (
         ("v.score >= :min_score", "min_score", flt.min_score),

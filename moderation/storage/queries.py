@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select, tuple_
+from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, func, select, tuple_
 from sqlalchemy.orm import Session
 
 from moderation.signals import Signal
-from moderation.storage.models import BatchReceiptRow, PostRow, ReviewEventRow, SignalRow, VerdictRow
+from moderation.storage.models import BatchReceiptRow, PostRow, SignalRow, VerdictRow
 
 # The join that keeps only each post's current verdict.
 CURRENT = (
@@ -47,23 +47,17 @@ class VerdictFilter:
     history: bool = False
 
 
-def _latest_decision(column: Any) -> Any:
-    """The latest moderator decision's `column` for the verdict's revision (None when nobody decided it).
-
-    A decision applies to the revision the moderator saw: after an edit the new revision is reviewed afresh.
-    """
-    return (
-        select(column)
-        .where(
-            ReviewEventRow.tenant == VerdictRow.tenant,
-            ReviewEventRow.post_id == VerdictRow.post_id,
-            ReviewEventRow.revision == VerdictRow.revision,
-            ReviewEventRow.kind == "decided",
-        )
-        .order_by(ReviewEventRow.at.desc(), ReviewEventRow.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+# The review state of every verdict, defined once, in the view `verdict_review_state` (migration
+# 0006_review_state) that the review service reads too. Not part of the models' metadata: it is no table.
+REVIEW_STATE = Table(
+    "verdict_review_state",
+    MetaData(),
+    Column("verdict_id", BigInteger),
+    Column("decision", String),
+    Column("decided_action", String),
+    Column("review_state", String),
+    Column("effective_action", String),
+)
 
 
 def verdict_rows(conn: Connection, flt: VerdictFilter) -> list[dict[str, Any]]:
@@ -71,13 +65,7 @@ def verdict_rows(conn: Connection, flt: VerdictFilter) -> list[dict[str, Any]]:
 
     `action` is the automatic verdict; `effective_action` is what stands: a moderator's decision outranks it.
     """
-    decision, decided_action = _latest_decision(ReviewEventRow.decision), _latest_decision(ReviewEventRow.action)
-    state = case(
-        (decision == "escalate", "escalated"),
-        (decision.is_not(None), "decided"),
-        (VerdictRow.action.in_(("review", "quarantine")), "pending"),
-        else_="none",
-    )
+    rs = REVIEW_STATE.c
     q = (
         select(
             VerdictRow.id,
@@ -92,9 +80,10 @@ def verdict_rows(conn: Connection, flt: VerdictFilter) -> list[dict[str, Any]]:
             VerdictRow.decided_at,
             PostRow.author,
             PostRow.created_at,
-            decided_action.label("decided_action"),
-            state.label("review_state"),
+            rs.review_state,
+            rs.effective_action,
         )
+        .join(REVIEW_STATE, rs.verdict_id == VerdictRow.id)
         .join(
             PostRow,
             CURRENT
@@ -112,7 +101,7 @@ def verdict_rows(conn: Connection, flt: VerdictFilter) -> list[dict[str, Any]]:
     if flt.author is not None:
         q = q.where(PostRow.author == flt.author)
     if flt.review_state is not None:
-        q = q.where(state == flt.review_state)
+        q = q.where(rs.review_state == flt.review_state)
     if flt.limit is not None:
         q = q.limit(flt.limit)
     rows = conn.execute(q).all()
@@ -131,7 +120,7 @@ def verdict_rows(conn: Connection, flt: VerdictFilter) -> list[dict[str, Any]]:
             "created_at": r.created_at.isoformat() if r.created_at else None,
             "decided_at": r.decided_at.isoformat(),
             "review_state": r.review_state,
-            "effective_action": r.decided_action or r.action,
+            "effective_action": r.effective_action,
             "signals": by_verdict.get(r.id, []),
         }
         for r in rows

@@ -43,7 +43,7 @@ def db(database_url: str) -> Iterator[Engine]:
 
 def test_migrations_go_up_and_down_and_match_the_models(database_url: str) -> None:
     migrate.upgrade(database_url)
-    assert migrate.current_revision(database_url) == "0005_signal_contract"
+    assert migrate.current_revision(database_url) == "0006_review_state"
     engine = make_engine(database_url, 1)
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata) == []
@@ -55,7 +55,7 @@ def test_migrations_go_up_and_down_and_match_the_models(database_url: str) -> No
     with engine.connect() as conn:
         assert set(inspect(conn).get_table_names()) <= {"alembic_version"}
     migrate.upgrade(database_url)
-    assert migrate.current_revision(database_url) == "0005_signal_contract"
+    assert migrate.current_revision(database_url) == "0006_review_state"
     engine.dispose()
 
 
