@@ -59,11 +59,12 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import Field, StrictBool, model_validator
 
+from moderation.charclasses import is_invisible
 from moderation.config import Settings
 from moderation.errors import StateStoreError
 from moderation.plugins.base import Plugin, PluginOptions, SignalDetails, StoredSignal
 from moderation.plugins.state import StateOptions, StateStore, event_seconds, store_from_options, to_ms
-from moderation.plugins.text import URL, is_invisible
+from moderation.plugins.text import URL
 from moderation.posts import Post
 from moderation.signals import Signal
 

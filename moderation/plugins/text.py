@@ -1,9 +1,7 @@
 """Finding links and invisible characters in a post: shared by the plugins that look at them (spam, flood).
 
-Which characters are invisible is Unicode's own answer, its Default_Ignorable_Code_Point property (read
-through ICU): soft hyphen, zero-width characters and joiners, word joiner, bidi controls, variation
-selectors, tag characters, Mongolian vowel separator, BOM, Hangul fillers. `find_invisible` adds only the
-exemptions for legitimate uses.
+Which characters are invisible is decided once, in `moderation.charclasses` (Unicode's own data, shared
+with the watermark normalizer); `find_invisible` adds only the exemptions for legitimate uses.
 """
 
 from __future__ import annotations
@@ -13,9 +11,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import icu
-
-_DEFAULT_IGNORABLE = icu.UProperty.DEFAULT_IGNORABLE_CODE_POINT
+from moderation.charclasses import is_invisible
 
 # URLs, and bare domains ("bit.ly/x", "example.com"): those only with a TLD from this list, so that
 # "e.g." or "file.txt" are not taken for one.
@@ -85,11 +81,6 @@ def find_links(text: str, extra: re.Pattern[str] | None = None) -> list[Link]:
         if host:
             links.append(Link(start, end, host))
     return links
-
-
-def is_invisible(ch: str) -> bool:
-    """Whether a character renders as nothing (Unicode's Default_Ignorable_Code_Point)."""
-    return bool(icu.Char.hasBinaryProperty(ch, _DEFAULT_IGNORABLE))
 
 
 _JOINERS = frozenset("\u200c\u200d")  # zero-width non-joiner / joiner

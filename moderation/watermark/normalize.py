@@ -54,6 +54,8 @@ import icu
 import numpy as np
 import numpy.typing as npt
 
+from moderation.charclasses import is_invisible
+
 STEPS = ("bidi", "nfkc", "invisible", "separators", "marks", "confusables")
 # Names kept for configs written before the separators step replaced the emoji step.
 ALIASES = {"emoji": "separators"}
@@ -97,9 +99,7 @@ def _decide(ch: str, enabled: frozenset[str], script: int = LATIN) -> tuple[int,
         return TEXT, ch
     cp = ord(ch)
     cat = category(ch)
-    if "invisible" in enabled and (
-        cat == "Cf" or icu.Char.hasBinaryProperty(cp, icu.UProperty.DEFAULT_IGNORABLE_CODE_POINT)
-    ):
+    if "invisible" in enabled and (cat == "Cf" or is_invisible(ch)):
         # Blank letters (the Hangul fillers) are drawn as a space: between words they stand for one.
         return (SEPARATOR, "") if cat[0] == "L" and "separators" in enabled else (DROP, "")
     if "marks" in enabled and cat[0] == "M":
