@@ -5,7 +5,7 @@ Wire format (version 1), one JSON object per Kafka message or per `moderation sc
     {"id": str, "text": str, "tenant": str?, "author": str?, "created_at": ISO-8601 str?, "metadata": object?}
 
 `moderation scan` needs only `id` and `text`; the Kafka input topic needs `id`, `tenant`, `author`,
-`text` and `created_at` (see README, "Message format").
+`text` and `created_at` (docs/pipeline.md, "Message formats").
 
 Whatever passes here can be stored: lengths match the database columns (tenant 128, id and author 256
 characters), and no string — text, identifiers, metadata keys and values — holds a character PostgreSQL
