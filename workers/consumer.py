@@ -15,7 +15,6 @@ never commits and never waits (a commit there raises; a wait there starves the h
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
@@ -131,7 +130,7 @@ class PostConsumer:
             heartbeat_interval_ms=1_000,
             # The poll loop never blocks for long: nothing in it waits on a worker.
             max_poll_interval_ms=60_000,
-            **cooperative_assignment(),
+            **cooperative_assignment(endpoints.kafka_rebalance),
         )
         self.producer = producer or make_producer(endpoints)
         self.book = OffsetBook()
@@ -317,12 +316,12 @@ def _failed(item: Item, detail: str) -> Rejected:
     return Rejected(item.position, item.raw, None, item.timestamp_ms, "processing_failed", detail)
 
 
-def cooperative_assignment() -> dict[str, Any]:
+def cooperative_assignment(mode: str = "cooperative") -> dict[str, Any]:
     """Incremental cooperative rebalancing (KIP-429) where the client has it and MODERATION_KAFKA_REBALANCE
     is not "eager": a member that joins or leaves moves only the partitions that change owner, instead of
     every member revoking everything. Eager rebalancing is just as safe here (nothing is committed or
     awaited in the listener); it costs redelivery of what was in flight."""
-    if os.environ.get("MODERATION_KAFKA_REBALANCE", "cooperative") == "eager":
+    if mode == "eager":
         return {}
     try:
         from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor

@@ -26,7 +26,6 @@ time (twice the window by default) so that abandoned keys never accumulate.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -35,6 +34,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import field_validator
 
+from moderation.endpoints import Endpoints
 from moderation.errors import ConfigError, StateStoreError
 from moderation.plugins.base import PluginOptions
 from moderation.posts import Post
@@ -315,9 +315,6 @@ class RedisStore:
         self.client.close()
 
 
-# Where "auto" state lives in processes that must share it (the workers): this URL, or a local Redis.
-STATE_URL_ENV = "MODERATION_STATE_URL"
-DEFAULT_SHARED_STATE = "redis://127.0.0.1:6379/2"
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _shared_required = False
 
@@ -349,7 +346,8 @@ def store_from_options(options: StateOptions, plugin: str = "plugin") -> StateSt
     """The store a plugin's options ask for (see StateOptions), with `state_prefix` prefixing every Redis key."""
     state = options.state
     if state == "auto":
-        state = os.environ.get(STATE_URL_ENV, DEFAULT_SHARED_STATE) if _shared_required else "memory"
+        # In the workers: $MODERATION_STATE_URL (moderation.endpoints), else a local Redis.
+        state = Endpoints.from_env().state_url if _shared_required else "memory"
     if state == "memory":
         if _shared_required:
             raise ConfigError(

@@ -57,14 +57,7 @@ class EmbeddedBroker:
 
     def endpoints(self, base: Endpoints | None = None) -> Endpoints:
         base = base or Endpoints.from_env()
-        return Endpoints(
-            database_url=base.database_url,
-            kafka_bootstrap=self.bootstrap,
-            kafka_api_version=EMBEDDED_API_VERSION,
-            celery_broker=base.celery_broker,
-            celery_backend=base.celery_backend,
-            redis_url=base.redis_url,
-        )
+        return base.model_copy(update={"kafka_bootstrap": self.bootstrap, "kafka_api_version": EMBEDDED_API_VERSION})
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from sqlalchemy import make_url
 
-from moderation.endpoints import DEFAULT_DATABASE_URL, Endpoints
+from moderation.endpoints import Endpoints
 from moderation.kafka_io import ensure_topics, make_producer
 from moderation.storage import migrate
 from moderation.storage.database import create_database_if_missing, drop_database, make_engine
@@ -102,14 +102,16 @@ class LocalPipeline:
             text += f"\n[metrics]\nconsumer_port = {self.consumer_port}\nworker_port = {self.worker_port}\n"
         self.config_path.write_text(text, encoding="utf-8")
         base = Endpoints.from_env()
-        url = make_url(os.environ.get("MODERATION_DATABASE_URL") or DEFAULT_DATABASE_URL)
+        url = make_url(base.database_url)
         database_url = url.set(database=self.database_name).render_as_string(hide_password=False)
-        if os.environ.get("MODERATION_KAFKA_BOOTSTRAP"):
+        if "kafka_bootstrap" in base.model_fields_set:  # MODERATION_KAFKA_BOOTSTRAP names a real Kafka
             kafka, api = base.kafka_bootstrap, base.kafka_api_version
         else:
             self.broker = start_embedded_broker()
             kafka, api = self.broker.bootstrap, self.broker.endpoints().kafka_api_version
-        self.endpoints = Endpoints(database_url, kafka, api, base.celery_broker, base.celery_backend, base.redis_url)
+        self.endpoints = base.model_copy(
+            update={"database_url": database_url, "kafka_bootstrap": kafka, "kafka_api_version": api}
+        )
         drop_database(database_url) if not self.keep_database else None
         create_database_if_missing(database_url)
         migrate.upgrade(database_url)

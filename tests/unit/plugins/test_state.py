@@ -146,7 +146,7 @@ def test_workers_refuse_process_memory_and_auto_means_redis(monkeypatch: pytest.
     """Each worker process would count only its own share of the stream in memory: refused at start."""
     monkeypatch.setattr(state, "_shared_required", False)
     state.require_shared_state()
-    monkeypatch.setenv(state.STATE_URL_ENV, REDIS_URL)
+    monkeypatch.setenv("MODERATION_STATE_URL", REDIS_URL)
     with pytest.raises(ConfigError, match=r"plugins\.rate\.state"):
         store_from_options(StateOptions(state="memory"), "rate")
     auto = store_from_options(StateOptions())

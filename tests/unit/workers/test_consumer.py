@@ -144,7 +144,7 @@ def test_bad_messages_never_stop_the_consumer(raw: bytes) -> None:
 def test_the_installed_client_rebalances_cooperatively(monkeypatch: pytest.MonkeyPatch) -> None:
     # kafka-python 3.x has KIP-429; a wrong import name would silently fall back to eager "range".
     monkeypatch.delenv("MODERATION_KAFKA_REBALANCE", raising=False)
-    (assignor,) = cooperative_assignment()["partition_assignment_strategy"]
+    (assignor,) = cooperative_assignment(Endpoints.from_env().kafka_rebalance)["partition_assignment_strategy"]
     assert assignor.name == "cooperative-sticky"
     monkeypatch.setenv("MODERATION_KAFKA_REBALANCE", "eager")
-    assert cooperative_assignment() == {}
+    assert cooperative_assignment(Endpoints.from_env().kafka_rebalance) == {}
