@@ -32,7 +32,9 @@ def upgrade() -> None:
     op.add_column("posts", sa.Column("seen_partition", sa.Integer(), nullable=True))
     op.add_column("posts", sa.Column("seen_offset", sa.BigInteger(), nullable=True))
     op.execute("UPDATE posts SET content_hash = encode(sha256(convert_to(text, 'UTF8')), 'hex') WHERE text IS NOT NULL")
-    op.execute("UPDATE posts SET seen_topic = source_topic, seen_partition = source_partition, seen_offset = source_offset")
+    op.execute(
+        "UPDATE posts SET seen_topic = source_topic, seen_partition = source_partition, seen_offset = source_offset"
+    )
 
     op.create_table(
         "post_revisions",
