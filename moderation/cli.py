@@ -1,5 +1,9 @@
-"""The `moderation` command. Each subcommand lives in moderation/commands/<name>.py and registers itself
-through `add_parser(subparsers)`; this module only wires them together and maps errors to exit codes."""
+"""The `moderation` command: moderate posts, run the pipeline's processes, query verdicts, serve the review page.
+
+Each subcommand is a module with `add_parser(subparsers)`: the library's own in
+moderation/commands/, and those of other packages (the pipeline's processes, in workers/commands/) found
+through the entry-point group `moderation.commands`. This module only wires them together and maps errors
+to exit codes."""
 
 from __future__ import annotations
 
@@ -7,11 +11,13 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
 from moderation.errors import ConfigError, DeviceUnavailable, ModerationError, PluginError
 
-# Subcommand modules, in the order `moderation --help` lists them.
-COMMANDS = ("scan", "produce", "consume", "worker", "relay", "lag", "db", "verdicts", "users", "serve")
+# The library's own subcommand modules, in the order `moderation --help` lists them (before the others).
+COMMANDS = ("scan", "produce", "db", "verdicts", "users", "serve")
+COMMAND_GROUP = "moderation.commands"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"moderation.commands.{name}").add_parser(sub)
+    for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+        if ep.name not in COMMANDS:
+            ep.load().add_parser(sub)
     return parser
 
 

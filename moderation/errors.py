@@ -16,7 +16,9 @@
         ├── NotFound                 no such post, or not visible to this principal (404, on purpose the same)
         ├── Forbidden                the principal's role does not allow it (403)
         ├── Conflict                 the post is leased by someone else or already decided (409)
-        └── Invalid                  the request's content is unusable (422)
+        ├── Invalid                  the request's content is unusable (422)
+        ├── Throttled                over a login limit for an address or account (429, Retry-After)
+        └── Busy                     too many password checks running and waiting already (503)
 
 Errors from libraries underneath (psycopg2, kafka-python, pydantic) are translated into these at one
 boundary each, so callers decide "dead-letter" versus "retry" by type alone.
@@ -131,3 +133,16 @@ class Conflict(ReviewError):
 
 class Invalid(ReviewError):
     """The request's content is unusable (a reason too long, an unknown action)."""
+
+
+class Throttled(ReviewError):
+    """Over a login limit: try again after `retry_after` seconds. `scope` is "address" or "account"."""
+
+    def __init__(self, scope: str, retry_after: int, first: bool) -> None:
+        super().__init__(f"too many logins for this {scope}; retry after {retry_after} s")
+        # first: the first refusal for this address or account this minute (log it; the rest are counted).
+        self.scope, self.retry_after, self.first = scope, retry_after, first
+
+
+class Busy(ReviewError):
+    """Too many password checks are running and waiting already."""

@@ -35,13 +35,13 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from moderation import metrics
-from moderation.errors import Conflict, Forbidden, Invalid, NotFound
+from moderation.errors import Busy, Conflict, Forbidden, Invalid, NotFound, Throttled
 from moderation.plugins.registry import available_plugins
 from moderation.review import auth, service
 from moderation.review.auth import Principal
 from moderation.review.evidence import passages, segments
 from moderation.review.settings import ReviewSettings
-from moderation.review.throttle import Busy, LoginGate, Throttled
+from moderation.review.throttle import LoginGate
 
 log = logging.getLogger(__name__)
 

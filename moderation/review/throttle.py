@@ -19,21 +19,9 @@ from limits import RateLimitItem, parse_many
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
+from moderation.errors import Busy, Throttled
 from moderation.review.auth import verify_password
 from moderation.review.settings import ReviewSettings
-
-
-class Throttled(Exception):
-    """Over a login limit: try again after `retry_after` seconds. `scope` is "address" or "account"."""
-
-    def __init__(self, scope: str, retry_after: int, first: bool) -> None:
-        super().__init__(f"too many logins for this {scope}; retry after {retry_after} s")
-        # first: the first refusal for this address or account this minute (log it; the rest are counted).
-        self.scope, self.retry_after, self.first = scope, retry_after, first
-
-
-class Busy(Exception):
-    """Too many password checks are running and waiting already."""
 
 
 class LoginGate:
