@@ -18,11 +18,13 @@ counted and propagate to the Celery task, which retries with a bounded backoff.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from moderation import metrics
+from moderation.errors import StateStoreError
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +53,27 @@ class RedisAttempts:
 
     def start(self, batch_id: str) -> int:
         key = self._prefix + batch_id
-        pipe = self._redis.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, self._ttl_s)
-        count, _ = pipe.execute()
+        with _redis_errors():
+            pipe = self._redis.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, self._ttl_s)
+            count, _ = pipe.execute()
         return int(count)
 
     def give_back(self, batch_id: str) -> None:
-        self._redis.decr(self._prefix + batch_id)
+        with _redis_errors():
+            self._redis.decr(self._prefix + batch_id)
+
+
+@contextmanager
+def _redis_errors() -> Iterator[None]:
+    """The one place the attempt counter's Redis errors become this package's retryable error."""
+    import redis
+
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise StateStoreError(f"attempt counter unavailable: {type(exc).__name__}") from exc
 
 
 @dataclass(frozen=True)

@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 from collections.abc import Sequence
 from typing import Any
 
 from celery import Task
-from celery.signals import worker_process_init
+from celery.signals import task_retry, worker_process_init
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import OperationalError
 
 from moderation import metrics
+from moderation.config import load_settings
 from moderation.errors import RetryableError
+from moderation.storage.database import translate_errors
 from moderation.storage.models import BatchReceiptRow, OutboxRow
 from moderation.storage.queries import completed_batches
 from workers.celery_app import TASK_NAME, app
@@ -37,14 +37,11 @@ from workers.steps.dead_letter import dead_letter_value
 
 log = logging.getLogger(__name__)
 
-# Transient by type: connection loss and timeouts. Everything else is the batch's own problem.
-RETRYABLE: tuple[type[BaseException], ...] = (RetryableError, OperationalError, ConnectionError, TimeoutError)
-try:
-    import redis
-
-    RETRYABLE += (redis.ConnectionError, redis.TimeoutError)
-except ImportError:  # pragma: no cover - redis is a dependency
-    pass
+# Transient by type. Driver errors are translated where they arise (moderation.storage.database.translate_errors
+# for PostgreSQL, workers.isolation for Redis), so only this package's RetryableError (and the builtins a
+# socket raises) mean "the same batch will succeed later". Everything else is the batch's own problem.
+RETRYABLE: tuple[type[BaseException], ...] = (RetryableError, ConnectionError, TimeoutError)
+PIPELINE = load_settings().pipeline
 
 
 @worker_process_init.connect
@@ -67,7 +64,7 @@ def isolator(runtime: Runtime) -> Isolator:
         return process_batch(runtime, {"v": 1, "batch_id": batch_id, "posts": posts})
 
     def completed(batch_ids: Sequence[str]) -> set[str]:
-        with runtime.db.connect() as conn:
+        with translate_errors(), runtime.db.connect() as conn:
             return completed_batches(conn, batch_ids)
 
     def dead_letter(poisoned: Poisoned) -> None:
@@ -81,14 +78,14 @@ def isolator(runtime: Runtime) -> Isolator:
             poisoned.detail,
         )
         key = f"{post.get('tenant')}/{post.get('author')}".encode("utf-8", "surrogatepass")
-        with runtime.db.begin() as conn:
+        with translate_errors(), runtime.db.begin() as conn:
             conn.execute(
                 insert(OutboxRow).values(topic=runtime.settings.pipeline.dead_letter_topic, key=key, value=value)
             )
             _receipt(conn, poisoned.batch_id, posts=1, dead_lettered=1)
 
     def finish(batch_id: str, posts: int) -> None:
-        with runtime.db.begin() as conn:
+        with translate_errors(), runtime.db.begin() as conn:
             _receipt(conn, batch_id, posts=posts, dead_lettered=0)
 
     return Isolator(process, completed, dead_letter, finish, _attempts, RETRYABLE)
@@ -102,7 +99,29 @@ def _receipt(conn: Any, batch_id: str, *, posts: int, dead_lettered: int) -> Non
     )
 
 
-@app.task(name=TASK_NAME, bind=True, acks_late=True, ignore_result=True)
+@task_retry.connect
+def _count_retry(reason: Any = None, **_: Any) -> None:
+    """Celery retries the task itself (autoretry_for); this counts and logs each retry by its cause."""
+    cause = type(reason).__name__
+    metrics.ERRORS.labels("worker", cause).inc()
+    metrics.TASK_RETRIES.labels(cause).inc()
+    log.warning("batch retried after %s: %s", cause, reason)
+
+
+# Bounded retries with exponential backoff and full jitter (Celery's own), so workers do not all come back at
+# once after an outage. After the last one the batch fails; the consumer sends it again after its resend time,
+# so nothing is lost.
+@app.task(
+    name=TASK_NAME,
+    bind=True,
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=RETRYABLE,
+    max_retries=PIPELINE.task_max_retries,
+    retry_backoff=True,
+    retry_backoff_max=PIPELINE.task_retry_backoff_max_s,
+    retry_jitter=True,
+)
 def moderate_batch(self: Task, payload: dict[str, Any]) -> None:
     runtime = get_runtime()
     batch_id = str(payload.get("batch_id") or "")
@@ -112,18 +131,4 @@ def moderate_batch(self: Task, payload: dict[str, Any]) -> None:
         metrics.ERRORS.labels("worker", "bad_batch").inc()
         log.error("batch message without version 1, batch_id and posts; dropped")
         return
-    try:
-        isolator(runtime).run(batch_id, posts)
-    except RETRYABLE as exc:
-        cause = type(exc).__name__
-        metrics.ERRORS.labels("worker", cause).inc()
-        settings = runtime.settings.pipeline
-        if self.request.retries >= settings.task_max_retries:
-            # The consumer sends the batch again after its resend time; nothing is lost.
-            log.error("batch %s: giving up after %d retries (%s)", batch_id, self.request.retries, cause)
-            raise
-        metrics.TASK_RETRIES.labels(cause).inc()
-        # Exponential backoff with full jitter, so workers do not return all at once after an outage.
-        delay = random.uniform(0.5, min(settings.task_retry_backoff_max_s, 2 ** (self.request.retries + 1)))
-        log.warning("batch %s: %s, retrying in %.1f s", batch_id, cause, delay)
-        raise self.retry(exc=exc, countdown=delay) from exc
+    isolator(runtime).run(batch_id, posts)
