@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from moderation.errors import ConfigError, DeviceUnavailable, ModerationError, PluginError
+
+# OpenMP threads (numba's and torch's) spin-wait between parallel regions by default; with many small batches
+# that cost as much CPU as the work itself (docs/benchmarks.md). Set before either runtime starts.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # The library's own subcommand modules, in the order `moderation --help` lists them (before the others).
 COMMANDS = ("scan", "produce", "db", "verdicts", "users", "serve")
