@@ -92,7 +92,7 @@ class WatermarkScore:
     log10_p_value: float | None
     p_value_adjusted: float | None  # min over the family of p / share (weighted Bonferroni); flag at <= alpha
     watermarked: bool | None
-    reason: str | None  # why it abstained ("too_short", "no_tokens")
+    reason: str | None  # why it abstained: "too_short" (fewer than min_scored_tokens counted)
     form: str  # "raw" or "normalized": which form of the text the numbers describe
     tests: int  # size of the family behind p_value_adjusted
     alpha: float  # this scheme's false-positive target

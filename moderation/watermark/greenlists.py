@@ -92,17 +92,11 @@ class GreenLists:
 
     # -- whole lists, cached (lefthash) ---------------------------------------------------------------
 
-    def lookup(self, seeds: npt.NDArray[np.int64], tokens: torch.Tensor) -> torch.Tensor:
-        """Whether tokens[i] is green under seeds[i], as a bool tensor on the device."""
-        if seeds.shape[0] == 0:
-            return torch.zeros(0, dtype=torch.bool, device=self.device)
-        distinct, inverse = np.unique(seeds, return_inverse=True)
-        return self.lookup_grouped(distinct, inverse.astype(np.int64), tokens)
-
     def lookup_grouped(
         self, distinct: npt.NDArray[np.int64], inverse: npt.NDArray[np.int64], tokens: torch.Tensor
     ) -> torch.Tensor:
-        """Like lookup(distinct[inverse], tokens), for callers that already grouped their seeds (no sort here)."""
+        """Whether tokens[i] is green under the seed distinct[inverse[i]], as a bool tensor on the device.
+        Callers group their seeds first (no sort here)."""
         if inverse.shape[0] == 0:
             return torch.zeros(0, dtype=torch.bool, device=self.device)
         chunk = max(1, self.capacity // 2)
