@@ -3,8 +3,6 @@ retention erases texts of every revision and prunes delivery bookkeeping."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,33 +10,18 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
-from moderation.endpoints import DEFAULT_DATABASE_URL
 from moderation.posts import Post
 from moderation.signals import Action, Signal, Verdict
 from moderation.storage import migrate
-from moderation.storage.database import create_database_if_missing, drop_database, make_engine
+from moderation.storage.database import make_engine
 from moderation.storage.models import Base
 from moderation.storage.queries import VerdictFilter, completed_batches, signals_for, stored_verdicts, verdict_rows
 from moderation.storage.retention import erase_old_texts, prune_delivery
 from moderation.storage.writes import Source, content_hash, store_batch
+from tests.integration.storage_support import database_url, db
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    url = DEFAULT_DATABASE_URL.rsplit("/", 1)[0] + f"/moderation_test_{uuid.uuid4().hex[:8]}"
-    create_database_if_missing(url)
-    yield url
-    drop_database(url)
-
-
-@pytest.fixture
-def db(database_url: str) -> Iterator[Engine]:
-    migrate.upgrade(database_url)
-    engine = make_engine(database_url, 2)
-    yield engine
-    engine.dispose()
+__all__ = ["database_url", "db"]  # fixtures
 
 
 def test_migrations_go_up_and_down_and_match_the_models(database_url: str) -> None:
