@@ -118,6 +118,12 @@ def test_queue_orders_filters_and_explains(client: TestClient, seeded: tuple[Eng
     assert wm["evidence"]["tokens"] and "green list" in wm["explanation"]  # per-token evidence: deciders only
     assert {p["id"] for p in post["author_posts"]} >= {"wm2", "wm3"}
     assert "15485863" not in client.get("/api/posts/acme/wm1", headers=h).text  # the hashing key never leaves
+    # Times are ISO 8601 as documented; a bare number (pydantic would read a Unix time) is refused.
+    assert client.get("/api/queue?until=2099-01-01T00:00:00Z", headers=h).status_code == 200
+    # An offset Python accepts but PostgreSQL does not (beyond 15:59) is converted, not passed through.
+    assert client.get("/api/queue?since=2000-01-01T00:00:00%2B16:00", headers=h).status_code == 200
+    for bad in ("-1486", "1700000000", "12.5"):
+        assert client.get(f"/api/queue?until={bad}", headers=h).status_code == 422, bad
 
 
 def test_roles_leases_and_decisions(client: TestClient, seeded: tuple[Engine, dict[str, str]]) -> None:
