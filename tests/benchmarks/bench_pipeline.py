@@ -29,7 +29,7 @@ from moderation.engine import Engine
 from moderation.kafka_io import make_producer
 from moderation.posts import Post
 from moderation.testing.pipeline import LocalPipeline
-from tests.benchmarks.common import distinct_posts, machine
+from tests.benchmarks.common import add_tokenizer_option, distinct_posts, machine, scheme_fields
 
 
 def post(i: int, body: str, run: str) -> dict[str, Any]:
@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument(
         "--plugins", default="watermark,spam,flood,rate", help="comma-separated plugins to enable (default: the demo's)"
     )
+    add_tokenizer_option(parser)
     args = parser.parse_args()
     enabled = [p.strip() for p in args.plugins.split(",") if p.strip()]
     config_text = (
@@ -80,8 +81,14 @@ def main() -> None:
         .read_text(encoding="utf-8")
         .replace('enabled = ["watermark", "spam", "flood", "rate"]', f"enabled = {enabled!r}".replace("'", '"'))
     )
+    if args.tokenizer != "bundled":  # the demo scheme over the tokenizer a watermarking model uses
+        fields = scheme_fields(args.tokenizer)
+        config_text = config_text.replace(
+            'tokenizer = "bundled:all-minilm-l6-v2"', f"tokenizer = {fields['tokenizer']!r}"
+        )
+        config_text = config_text.replace("vocab_size = 30522", f"vocab_size = {fields['vocab_size']}")
     texts = distinct_posts(args.posts)
-    print(f"machine: {machine()}; plugins: {', '.join(enabled)}")
+    print(f"machine: {machine()}; plugins: {', '.join(enabled)}; tokenizer: {args.tokenizer}")
 
     settings = parse_settings(tomllib.loads(config_text))
     engine = Engine(settings)
