@@ -6,7 +6,8 @@ built-ins are registered the same way, in pyproject.toml). It declares:
 - `name` (its entry-point name) and `version` (recorded with every signal it emits);
 - `Options`, a pydantic model of its options table (`[plugins.<name>]`, overridable per tenant),
   validated when the plugin loads, so a typo or a bad value stops the process naming the field;
-- `Details`, a pydantic model of the numbers its signals carry (stored as JSON, read back typed);
+- `Details`, a pydantic model of the numbers its signals carry (stored as JSON, read back typed), and
+  `AbstainDetails`, the model of what an abstention may carry (by default nothing);
 - `labels`: every label it may emit, each mapped to whether that label is a finding (counts towards
   the policy's score) or a clean bill;
 - `default_weight` and `default_cap`: its place in the policy when a tenant's `[policy]` says nothing.
@@ -78,6 +79,7 @@ class Plugin(ABC):
     version: ClassVar[str]
     Options: ClassVar[type[PluginOptions]] = PluginOptions
     Details: ClassVar[type[SignalDetails]]
+    AbstainDetails: ClassVar[type[SignalDetails]] = NoDetails
     # label -> whether it is a finding. Abstentions carry no label.
     labels: ClassVar[Mapping[str, bool]]
     default_weight: ClassVar[float] = 0.5
@@ -151,9 +153,10 @@ class Plugin(ABC):
     # ---- reading back --------------------------------------------------------------------------------
 
     @classmethod
-    def typed_details(cls, raw: Mapping[str, Any]) -> SignalDetails | None:
-        """The stored details as this plugin's model, or None when they no longer fit it (an older version)."""
+    def typed_details(cls, raw: Mapping[str, Any], *, abstained: bool = False) -> SignalDetails | None:
+        """The stored details as this plugin's model (`AbstainDetails` for an abstention), or None when they no
+        longer fit it (an older version)."""
         try:
-            return cls.Details.model_validate(dict(raw))
+            return (cls.AbstainDetails if abstained else cls.Details).model_validate(dict(raw))
         except ValidationError:
             return None

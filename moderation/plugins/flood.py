@@ -236,6 +236,7 @@ class FloodPlugin(Plugin):
     version: ClassVar[str] = "1.0"
     Options: ClassVar[type[PluginOptions]] = FloodOptions
     Details: ClassVar[type[SignalDetails]] = FloodDetails
+    AbstainDetails: ClassVar[type[SignalDetails]] = FloodAbstainDetails
     labels: ClassVar[dict[str, bool]] = {LABEL_FLOOD: True, LABEL_NEAR_DUPLICATE: True, LABEL_UNIQUE: False}
     default_weight: ClassVar[float] = 0.5
     default_cap: ClassVar[float] = 0.5

@@ -38,7 +38,7 @@ def check_plugin_class(name: str, cls: Any) -> type[Plugin]:
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
         raise PluginError(name, f"class {cls.__name__} does not implement {missing}")
-    for attr, base in (("Options", PluginOptions), ("Details", SignalDetails)):
+    for attr, base in (("Options", PluginOptions), ("Details", SignalDetails), ("AbstainDetails", SignalDetails)):
         model = getattr(cls, attr, None)
         if not (inspect.isclass(model) and issubclass(model, base)):
             raise PluginError(
@@ -112,8 +112,7 @@ def _check_signal(plugin: Plugin, s: Any) -> None:
     if s.abstained:
         if s.score is not None or s.label is not None or s.finding:
             raise PluginError(name, "an abstaining signal must have no score, no label and finding=false")
-        if s.details:
-            _check_details(plugin, s.details)
+        _check_details(plugin, s.details, plugin.AbstainDetails)
         return
     if s.score is None or not 0.0 <= s.score <= 1.0:
         raise PluginError(name, f"signal.score must be a number in [0, 1] unless it abstains, got {s.score!r}")
@@ -122,16 +121,15 @@ def _check_signal(plugin: Plugin, s: Any) -> None:
         raise PluginError(name, f"signal.label {s.label!r} is not one it declares: {sorted(plugin.labels)}")
     if s.finding != declared:
         raise PluginError(name, f"signal.finding is {s.finding} but label {s.label!r} is declared {declared}")
-    _check_details(plugin, s.details)
+    _check_details(plugin, s.details, plugin.Details)
 
 
-def _check_details(plugin: Plugin, details: Mapping[str, Any]) -> None:
+def _check_details(plugin: Plugin, details: Mapping[str, Any], model: type[SignalDetails]) -> None:
     try:
-        plugin.Details.model_validate(dict(details))
+        model.model_validate(dict(details))
     except ValidationError as err:
         raise PluginError(
-            plugin.name,
-            format_validation_error(f"signal.details do not fit {plugin.Details.__name__}:", err, "details."),
+            plugin.name, format_validation_error(f"signal.details do not fit {model.__name__}:", err, "details.")
         ) from None
 
 

@@ -71,6 +71,8 @@ class WatermarkPlugin(Plugin):
     version: ClassVar[str] = "1.0"
     Options: ClassVar[type[PluginOptions]] = WatermarkOptions
     Details: ClassVar[type[SignalDetails]] = WatermarkDetails
+    # An abstention (too short) still reports what was counted.
+    AbstainDetails: ClassVar[type[SignalDetails]] = WatermarkDetails
     labels: ClassVar[dict[str, bool]] = {
         LABEL_WATERMARKED: True,
         LABEL_NOT_WATERMARKED: False,

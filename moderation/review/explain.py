@@ -44,7 +44,7 @@ def stored_signal(entry: Mapping[str, Any]) -> StoredSignal:
         finding=bool(finding),
         abstained=bool(entry.get("abstained")),
         reason=entry.get("reason"),
-        details=cls.typed_details(raw) if cls is not None and raw else None,
+        details=cls.typed_details(raw, abstained=bool(entry.get("abstained"))) if cls is not None and raw else None,
         raw=raw,
         evidence=entry.get("evidence") or {},
     )
