@@ -22,13 +22,13 @@ post is no evidence of a human author). Counted tokens are (seed, target) pairs 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from moderation.config import Settings, WatermarkScheme
 from moderation.errors import ConfigError, DeviceUnavailable
@@ -150,18 +150,41 @@ class _Test(NamedTuple):
         return min(0.0, self.log_p - self.log_share)
 
 
-def resolve_device(requested: str) -> torch.device:
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailable("[detector].device is 'cuda' but no CUDA device is available (use 'auto' or 'cpu')")
+# Files that exist wherever a GPU driver torch could use is installed: NVIDIA's (Linux), the WSL2 GPU bridge, and
+# AMD's ROCm (which torch also reports as "cuda"). Without any of them torch.cuda.is_available() is False.
+GPU_DRIVER_FILES = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg", "/dev/kfd")
+
+
+def _gpu_driver_present() -> bool:
+    return any(os.path.exists(path) for path in GPU_DRIVER_FILES)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def resolve_device(requested: str) -> str:
+    """The detector's device, "cpu" or "cuda", for [detector].device ("auto", "cpu" or "cuda").
+
+    Only a GPU needs torch: "cpu" never imports it, nor does "auto" on a machine without a GPU driver, where
+    no CUDA device can exist and asking torch would only cost its import (about a second of start-up)."""
+    if requested == "cpu":
+        return "cpu"
+    if requested == "cuda":
+        if not _cuda_available():
+            raise DeviceUnavailable("[detector].device is 'cuda' but no CUDA device is available (use 'auto' or 'cpu')")
+        return "cuda"
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(requested)
+        return "cuda" if _gpu_driver_present() and _cuda_available() else "cpu"
+    raise ConfigError(f"[detector].device must be 'auto', 'cpu' or 'cuda'; got {requested!r}")
 
 
 class _SchemeRuntime:
     """What one scheme needs at detection time, built once per process."""
 
-    def __init__(self, scheme: WatermarkScheme, alpha: float, device: torch.device, cache_bytes: int) -> None:
+    def __init__(self, scheme: WatermarkScheme, alpha: float, device: str, cache_bytes: int) -> None:
         tokenizer_size = tokenizer_vocab_size(scheme.tokenizer)
         if scheme.vocab_size < tokenizer_size:
             raise ConfigError(
@@ -231,8 +254,7 @@ class WatermarkDetector:
         truncated = np.array([len(x) > limit for x in encoded.ids], dtype=np.bool_)
         scheme = runtime.scheme
         tokens = score_tokens(ids, runtime.seeder, runtime.greenlists, counting=scheme.repeat_counting)
-        scored_t, green_t = tokens.counts()
-        scored, green = scored_t.cpu().numpy(), green_t.cpu().numpy()
+        scored, green = tokens.counts()
         log_p = log_binomial_tail(green, scored, scheme.greenlist_ratio)
         windows = best_windows(tokens, scheme.window_sizes, scheme.greenlist_ratio) if scheme.windowed else None
         return _FormResult(
@@ -394,12 +416,9 @@ def _token_evidence(
 ) -> tuple[tuple[int, int, bool, bool], ...]:
     tokens = result.tokens
     # Scored positions are stored post by post, so this post's are one contiguous slice.
-    post = tokens.post.cpu()
-    lo = int(torch.searchsorted(post, row))
-    hi = int(torch.searchsorted(post, row, right=True))
-    positions = tokens.position.cpu()[lo:hi].numpy()
-    green = tokens.green.cpu()[lo:hi].numpy()
-    counted = tokens.counted.cpu()[lo:hi].numpy()
+    lo = int(np.searchsorted(tokens.post, row, side="left"))
+    hi = int(np.searchsorted(tokens.post, row, side="right"))
+    positions, green, counted = tokens.position[lo:hi], tokens.green[lo:hi], tokens.counted[lo:hi]
     offsets = result.encoded.offsets(row)
     out = []
     for p, g, c in zip(positions.tolist(), green.tolist(), counted.tolist(), strict=True):

@@ -2,33 +2,43 @@
 
 A green list depends only on (seed, vocab_size, greenlist_size, generator device), so one list serves
 every token that shares its seed — for lefthash schemes that is every token after the same previous
-token. Lists are kept as bitmaps (vocab_size / 8 bytes each) in a torch tensor on the detector's device;
-the least recently used are evicted when the configured memory bound is reached.
+token. Lists are kept as bitmaps (vocab_size / 8 bytes each) in a table on the detector's device (a numpy
+array on the CPU, a torch tensor on a GPU); the least recently used are evicted when the configured memory
+bound is reached. Answers are numpy bool arrays, wherever the table lives.
 
 CPU-generator lists are derived by the compiled kernels in mt19937.py (identical to torch.randperm, and
-about 10x faster because they stop after greenlist_size steps). CUDA-generator lists can only be drawn by
-torch on a CUDA device, since the CUDA randperm is a different algorithm.
+about 10x faster because they stop after greenlist_size steps); this CPU path never imports torch. CUDA-generator
+lists can only be drawn by torch on a CUDA device, since the CUDA randperm is a different algorithm: torch is
+imported only then, or when the detector's device is a GPU.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 import numba
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from moderation.errors import DeviceUnavailable
 from moderation.watermark import kernels, mt19937
 
-_BIT_WEIGHTS = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
+if TYPE_CHECKING:
+    import torch
+
 _log = logging.getLogger(__name__)
 
 _NO_CUDA = (
     "this scheme's text was watermarked with a CUDA generator; its green lists can only be drawn on a CUDA GPU "
     "and none is available here (use generator='transformers' for CPU-made text)"
 )
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def check_cuda_device(scheme: str, recorded: str | None, current: str | None = None) -> None:
@@ -41,8 +51,10 @@ def check_cuda_device(scheme: str, recorded: str | None, current: str | None = N
     warning, since nothing can be checked.
     """
     if current is None:
-        if not torch.cuda.is_available():
+        if not _cuda_available():
             raise DeviceUnavailable(_NO_CUDA)
+        import torch
+
         current = torch.cuda.get_device_name()
     if recorded is None:
         _log.warning(
@@ -61,6 +73,69 @@ def check_cuda_device(scheme: str, recorded: str | None, current: str | None = N
         )
 
 
+class _HostRows:
+    """The bitmap table in host memory (CPU detection): numpy only, no torch."""
+
+    def __init__(self, row_bytes: int) -> None:
+        self.data = np.zeros((0, row_bytes), dtype=np.uint8)
+
+    @property
+    def rows(self) -> int:
+        return int(self.data.shape[0])
+
+    def grow(self, extra: int) -> None:
+        self.data = np.concatenate([self.data, np.zeros((extra, self.data.shape[1]), dtype=np.uint8)])
+
+    def put(self, slots: npt.NDArray[np.int64], bitmaps: npt.NDArray[np.uint8] | torch.Tensor) -> None:
+        # A CUDA generator's lists arrive as a tensor on the GPU that drew them.
+        self.data[slots] = bitmaps if isinstance(bitmaps, np.ndarray) else bitmaps.cpu().numpy()
+
+    def bits(
+        self, slots: npt.NDArray[np.int64], inverse: npt.NDArray[np.int64], tokens: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        # One fused pass instead of gather, shift and mask arrays over every token.
+        return kernels.gather_green(self.data, slots, inverse, tokens)
+
+
+class _DeviceRows:
+    """The bitmap table in GPU memory, as a torch tensor: lookups are gathered there, answers copied back."""
+
+    def __init__(self, row_bytes: int, device: str) -> None:
+        import torch
+
+        self._torch = torch
+        self.device = torch.device(device)
+        self.data = torch.zeros((0, row_bytes), dtype=torch.uint8, device=self.device)
+
+    @property
+    def rows(self) -> int:
+        return int(self.data.shape[0])
+
+    def grow(self, extra: int) -> None:
+        torch = self._torch
+        padding = torch.zeros((extra, self.data.shape[1]), dtype=torch.uint8, device=self.device)
+        self.data = torch.cat([self.data, padding])
+
+    def put(self, slots: npt.NDArray[np.int64], bitmaps: npt.NDArray[np.uint8] | torch.Tensor) -> None:
+        torch = self._torch
+        rows = bitmaps if isinstance(bitmaps, torch.Tensor) else torch.from_numpy(bitmaps)
+        self.data[torch.from_numpy(slots).to(self.device)] = rows.to(self.device)
+
+    def bits(
+        self, slots: npt.NDArray[np.int64], inverse: npt.NDArray[np.int64], tokens: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        torch = self._torch
+        rows = torch.from_numpy(slots[inverse]).to(self.device)
+        ids = torch.from_numpy(np.ascontiguousarray(tokens)).to(self.device)
+        packed = self.data[rows, ids >> 3]
+        green: npt.NDArray[np.bool_] = ((packed >> (ids & 7).to(torch.uint8)) & 1).bool().cpu().numpy()
+        return green
+
+
+def _on_cpu(device: str) -> bool:
+    return device == "cpu"
+
+
 class GreenLists:
     def __init__(
         self,
@@ -68,21 +143,24 @@ class GreenLists:
         greenlist_ratio: float,
         *,
         cuda_generator: bool,
-        device: torch.device,
+        device: Any,
         cache_bytes: int,
     ) -> None:
-        if cuda_generator and not torch.cuda.is_available():
+        """`device`: "cpu", "cuda" or "cuda:N" (a torch.device is accepted too, by its name)."""
+        if cuda_generator and not _cuda_available():
             raise DeviceUnavailable(_NO_CUDA)
         self.vocab_size = vocab_size
         self.greenlist_size = int(vocab_size * greenlist_ratio)
         self.cuda_generator = cuda_generator
-        self.device = device
+        self.device = str(device)
         self.row_bytes = (vocab_size + 7) // 8
         self.capacity = max(16, cache_bytes // self.row_bytes)
         self._divisors, self._magic = mt19937.fastmod_tables(vocab_size, self.greenlist_size)
         if not cuda_generator:
             mt19937.check_against_torch(vocab_size, self.greenlist_size)
-        self._table = torch.zeros((0, self.row_bytes), dtype=torch.uint8, device=device)
+        self._table: _HostRows | _DeviceRows = (
+            _HostRows(self.row_bytes) if _on_cpu(self.device) else _DeviceRows(self.row_bytes, self.device)
+        )
         self._used = 0  # slots filled so far; the table grows towards `capacity` rows
         self._slot_of: dict[int, int] = {}
         self._seed_in_slot = np.zeros(0, dtype=np.int64)
@@ -93,35 +171,23 @@ class GreenLists:
     # -- whole lists, cached (lefthash) ---------------------------------------------------------------
 
     def lookup_grouped(
-        self, distinct: npt.NDArray[np.int64], inverse: npt.NDArray[np.int64], tokens: torch.Tensor
-    ) -> torch.Tensor:
-        """Whether tokens[i] is green under the seed distinct[inverse[i]], as a bool tensor on the device.
+        self, distinct: npt.NDArray[np.int64], inverse: npt.NDArray[np.int64], tokens: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.bool_]:
+        """Whether tokens[i] is green under the seed distinct[inverse[i]], as a numpy bool array.
         Callers group their seeds first (no sort here)."""
         if inverse.shape[0] == 0:
-            return torch.zeros(0, dtype=torch.bool, device=self.device)
+            return np.zeros(0, dtype=np.bool_)
         chunk = max(1, self.capacity // 2)
         if distinct.shape[0] <= chunk:
-            cached = self._ensure(distinct)
-            if self.device.type == "cpu":
-                # One fused pass instead of gather, shift and mask tensors over every token.
-                green = kernels.gather_green(self._table.numpy(), cached, inverse, tokens.numpy())
-                return torch.from_numpy(green)
-            return self._bits(torch.from_numpy(cached[inverse]).to(self.device), tokens.to(self.device))
-        tokens = tokens.to(self.device)
+            return self._table.bits(self._ensure(distinct), inverse, tokens)
         # More distinct seeds than the cache holds: resolve them in chunks, reading each chunk's bits
         # before the next chunk may evict its lists.
-        bits = torch.empty(inverse.shape[0], dtype=torch.bool, device=self.device)
+        bits = np.empty(inverse.shape[0], dtype=np.bool_)
         for start in range(0, distinct.shape[0], chunk):
             part_slots = self._ensure(distinct[start : start + chunk])
             selected = np.flatnonzero((inverse >= start) & (inverse < start + part_slots.shape[0]))
-            slots = torch.from_numpy(part_slots[inverse[selected] - start]).to(self.device)
-            where = torch.from_numpy(selected).to(self.device)
-            bits[where] = self._bits(slots, tokens[where])
+            bits[selected] = self._table.bits(part_slots, inverse[selected] - start, tokens[selected])
         return bits
-
-    def _bits(self, slots: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        packed = self._table[slots, tokens >> 3]
-        return ((packed >> (tokens & 7).to(torch.uint8)) & 1).bool()
 
     def _ensure(self, seeds: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         """Slots holding the green lists of `seeds` (distinct), deriving the missing ones."""
@@ -130,7 +196,7 @@ class GreenLists:
         missing = np.flatnonzero(slots < 0)
         if missing.size:
             new_slots = self._free_slots(missing.size, keep=slots[slots >= 0])
-            self._table[torch.from_numpy(new_slots).to(self.device)] = self._derive(seeds[missing])
+            self._table.put(new_slots, self._derive(seeds[missing]))
             for seed, slot in zip(seeds[missing].tolist(), new_slots.tolist(), strict=True):
                 old = int(self._seed_in_slot[slot])
                 if self._slot_of.get(old) == slot:
@@ -145,13 +211,11 @@ class GreenLists:
     def _free_slots(self, count: int, keep: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
         grow = min(count, self.capacity - self._used)
         fresh = np.arange(self._used, self._used + grow, dtype=np.int64)
-        if self._used + grow > self._table.shape[0]:
+        if self._used + grow > self._table.rows:
             # Grow geometrically up to the bound, so filling the cache copies it O(log n) times.
-            rows = min(self.capacity, max(self._used + grow, 2 * self._table.shape[0], 1024))
-            extra = rows - self._table.shape[0]
-            self._table = torch.cat(
-                [self._table, torch.zeros((extra, self.row_bytes), dtype=torch.uint8, device=self.device)]
-            )
+            rows = min(self.capacity, max(self._used + grow, 2 * self._table.rows, 1024))
+            extra = rows - self._table.rows
+            self._table.grow(extra)
             self._seed_in_slot = np.concatenate([self._seed_in_slot, np.full(extra, -1, dtype=np.int64)])
             self._last_used = np.concatenate([self._last_used, np.zeros(extra, dtype=np.int64)])
         self._used += grow
@@ -165,10 +229,13 @@ class GreenLists:
         victims = np.argpartition(age, need - 1)[:need]
         return np.concatenate([fresh, victims.astype(np.int64)])
 
-    def _derive(self, seeds: npt.NDArray[np.int64]) -> torch.Tensor:
+    def _derive(self, seeds: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8] | torch.Tensor:
+        """Bitmaps of the green lists of `seeds`: numpy for CPU generators, a torch tensor (on the GPU that
+        drew them) for CUDA generators."""
         if self.cuda_generator:
-            rows = [self._pack(self._cuda_mask(int(s) & (2**64 - 1))) for s in seeds.tolist()]
-            return torch.stack(rows)
+            import torch
+
+            return torch.stack([self._pack(self._cuda_mask(int(s) & (2**64 - 1))) for s in seeds.tolist()])
         out = np.empty((seeds.shape[0], self.row_bytes), dtype=np.uint8)
         mt19937.green_bits(
             seeds.astype(np.uint32),
@@ -179,9 +246,11 @@ class GreenLists:
             out,
             numba.get_num_threads(),
         )
-        return torch.from_numpy(out).to(self.device)
+        return out
 
     def _cuda_mask(self, seed: int) -> torch.Tensor:
+        import torch
+
         generator = torch.Generator(device="cuda")
         generator.manual_seed(seed)
         perm = torch.randperm(self.vocab_size, generator=generator, device="cuda")
@@ -190,22 +259,25 @@ class GreenLists:
         return mask
 
     def _pack(self, mask: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        weights = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8, device=mask.device)
         padded = torch.zeros(self.row_bytes * 8, dtype=torch.uint8, device=mask.device)
         padded[: mask.shape[0]] = mask.to(torch.uint8)
-        return (padded.view(-1, 8) * _BIT_WEIGHTS.to(mask.device)).sum(dim=1).to(torch.uint8).to(self.device)
+        return (padded.view(-1, 8) * weights).sum(dim=1).to(torch.uint8)
 
     # -- one token per seed, uncached (selfhash) ------------------------------------------------------
 
-    def membership(self, seeds: npt.NDArray[np.int64], tokens: npt.NDArray[np.int64]) -> torch.Tensor:
+    def membership(self, seeds: npt.NDArray[np.int64], tokens: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
         """Whether tokens[i] is green under seeds[i], deriving only what that one token needs."""
         if seeds.shape[0] == 0:
-            return torch.zeros(0, dtype=torch.bool, device=self.device)
+            return np.zeros(0, dtype=np.bool_)
         if self.cuda_generator:
             flags = [
                 bool(self._cuda_mask(int(s) & (2**64 - 1))[t])
                 for s, t in zip(seeds.tolist(), tokens.tolist(), strict=True)
             ]
-            return torch.tensor(flags, dtype=torch.bool, device=self.device)
+            return np.array(flags, dtype=np.bool_)
         out = np.empty(seeds.shape[0], dtype=np.bool_)
         mt19937.is_green(
             seeds.astype(np.uint32),
@@ -217,4 +289,4 @@ class GreenLists:
             out,
         )
         self.derived += seeds.shape[0]
-        return torch.from_numpy(out).to(self.device)
+        return out

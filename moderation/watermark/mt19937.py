@@ -13,12 +13,21 @@ fast without changing a single bit of the result:
 The modulo by (n - i) is done with a precomputed 64-bit reciprocal per step (Lemire's fastmod),
 which is exact for 32-bit dividends and divisors and avoids a hardware division per draw.
 
-tests/unit/watermark/test_mt19937.py checks both kernels against torch.randperm itself.
+The same Fisher-Yates run to the end gives the whole permutation (selfhash's hash table), without torch.
+
+tests/unit/watermark/test_mt19937.py checks the kernels against torch.randperm itself; at run time
+check_against_torch does so once per installed torch (memoized on disk), since a torch upgrade could change
+randperm.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.metadata
+import os
+from collections.abc import Callable
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -162,14 +171,124 @@ def is_green(
         out[b] = green
 
 
+@numba.njit(cache=True)
+def permutation(
+    seed32: np.uint32, n: int, magic: npt.NDArray[np.uint64], divisors: npt.NDArray[np.uint64]
+) -> npt.NDArray[np.int64]:
+    """torch.randperm(n) of a CPU generator seeded with seed32, whole: selfhash's hash table (n = 1,000,003).
+    `magic` and `divisors` are fastmod_tables(n, n - 1): Fisher-Yates' last step (i = n - 1) swaps nothing."""
+    perm = np.arange(n).astype(np.int64)
+    mt = np.empty(_N, np.uint32)
+    targets = np.empty(_N, np.int64)
+    _seed_state(seed32, mt)
+    steps = n - 1
+    for base in range(0, steps, _N):
+        count = min(_N, steps - base)
+        _fill_block(mt, base, count, magic, divisors, targets)
+        for k in range(count):
+            i = base + k
+            j = targets[k]
+            t = perm[i]
+            perm[i] = perm[j]
+            perm[j] = t
+    return perm
+
+
+def full_permutation(seed: int, n: int) -> npt.NDArray[np.int64]:
+    """torch.randperm(n, generator=torch.Generator().manual_seed(seed)), without torch."""
+    divisors, magic = fastmod_tables(n, max(0, n - 1))
+    return permutation(np.uint32(seed & 0xFFFFFFFF), n, magic, divisors)
+
+
+# -- the check against the installed torch, memoized on disk ---------------------------------------------------
+#
+# The check imports torch (about a second) and draws two permutations; its answer depends only on the installed
+# torch, the list shape and these kernels. A passed check is recorded in a small file keyed by all three, so
+# later processes (every `moderation scan`) skip both the import and the draws. The torch version is read from
+# the package metadata, which does not import torch; the kernels are keyed by a digest of this file's source,
+# so any change to them re-runs the check.
+
+CACHE_DIR_ENV = "MODERATION_CACHE_DIR"
+_MISMATCH = (
+    "torch {version} draws CPU {what} differently from what this version of moderation reproduces; detection "
+    "would be wrong. Install the torch version pyproject.toml admits."
+)
+
+
+def cache_dir() -> Path:
+    """Where passed checks are recorded: $MODERATION_CACHE_DIR, else $XDG_CACHE_HOME/moderation, else
+    ~/.cache/moderation."""
+    explicit = os.environ.get(CACHE_DIR_ENV)
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "moderation"
+
+
+@functools.cache
+def _kernel_digest() -> str:
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+
+
+def installed_torch_version() -> str | None:
+    """The installed torch's version from its package metadata (no import), or None when it cannot be read."""
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _memo_path(what: str, n: int, size: int) -> Path | None:
+    version = installed_torch_version()
+    if version is None:
+        return None  # nothing to key a memo by: always run the check
+    key = f"{what} n={n} size={size} torch={version} kernels={_kernel_digest()}"
+    name = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return cache_dir() / "torch-checks" / f"{name}.ok"
+
+
+def _record_pass(path: Path) -> None:
+    """Best effort: a cache folder that cannot be written only means the check runs again next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_text("passed\n")
+        tmp.replace(path)  # atomic: a concurrent reader never sees a half-written memo
+    except OSError:
+        pass
+
+
+def _memoized(what: str, n: int, size: int, check: Callable[[], None]) -> None:
+    path = _memo_path(what, n, size)
+    if path is not None and path.is_file():
+        return
+    check()
+    if path is not None:
+        _record_pass(path)
+
+
 @functools.cache
 def check_against_torch(n: int, greenlist_size: int) -> None:
-    """Fail clearly, once per process and list shape, if the installed torch's CPU randperm no longer draws
-    what these kernels reproduce (a torch upgrade could change the algorithm): wrong green lists would make
-    every verdict of this scheme meaningless, silently. Costs two randperm calls of size n."""
+    """Fail clearly, once per list shape and installed torch (memoized on disk, see above), if the installed
+    torch's CPU randperm no longer draws what these kernels reproduce (a torch upgrade could change the
+    algorithm): wrong green lists would make every verdict of this scheme meaningless, silently. Costs the torch
+    import and two randperm calls of size n when it runs."""
+    _memoized("green lists", n, greenlist_size, lambda: _check_green_lists(n, greenlist_size))
+
+
+@functools.cache
+def check_permutation_against_torch(n: int) -> None:
+    """As check_against_torch, for whole permutations (selfhash's table)."""
+    _memoized("permutations", n, n, lambda: _check_permutations(n))
+
+
+_CHECK_SEEDS = (15485863, 2**32 - 5)  # transformers' default key, and a large seed
+
+
+def _check_green_lists(n: int, greenlist_size: int) -> None:
     import torch
 
-    seeds = np.array([15485863, 2**32 - 5], dtype=np.uint32)  # transformers' default key, and a large seed
+    seeds = np.array(_CHECK_SEEDS, dtype=np.uint32)
     divisors, magic = fastmod_tables(n, greenlist_size)
     ours = np.zeros((len(seeds), (n + 7) // 8), dtype=np.uint8)
     green_bits(seeds, n, greenlist_size, magic, divisors, ours, 1)
@@ -178,7 +297,13 @@ def check_against_torch(n: int, greenlist_size: int) -> None:
         expected = np.zeros(n, dtype=np.bool_)
         expected[torch.randperm(n, generator=generator)[:greenlist_size].numpy()] = True
         if not np.array_equal(np.unpackbits(row, bitorder="little")[:n].astype(np.bool_), expected):
-            raise TorchMismatch(
-                f"torch {torch.__version__} draws CPU green lists differently from what this version of moderation "
-                "reproduces; detection would be wrong. Install the torch version pyproject.toml admits."
-            )
+            raise TorchMismatch(_MISMATCH.format(version=torch.__version__, what="green lists"))
+
+
+def _check_permutations(n: int) -> None:
+    import torch
+
+    for seed in _CHECK_SEEDS:
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        if not np.array_equal(full_permutation(seed, n), torch.randperm(n, generator=generator).numpy()):
+            raise TorchMismatch(_MISMATCH.format(version=torch.__version__, what="permutations"))

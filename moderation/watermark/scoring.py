@@ -21,8 +21,10 @@ Which positions COUNT (`counting`, the scheme's `repeat_counting`):
 - "all": every scored position counts (the detectors' default without that option); voids it too.
 Repeats are still marked green or red for the evidence; they just do not count.
 
-No Python loop runs per token: the batch is flattened and handled with tensor operations and compiled
-kernels; green lists are derived once per distinct seed (lefthash) or (seed, token) pair (selfhash).
+No Python loop runs per token: the batch is flattened and handled with numpy operations and compiled
+kernels; green lists are derived once per distinct seed (lefthash) or (seed, token) pair (selfhash). This
+bookkeeping is O(tokens) integer work on the host whatever the detector's device (only green-list lookups
+may run on a GPU), so it is numpy: the CPU path never imports torch.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from moderation.config import RepeatCounting
 from moderation.watermark import kernels
@@ -45,17 +46,15 @@ class ScoredTokens:
     """Every scored position of a batch, flattened in post order then position order."""
 
     num_posts: int
-    post: torch.Tensor  # int64 [N]: which post
-    position: torch.Tensor  # int64 [N]: index of the scored (target) token within its post
-    green: torch.Tensor  # bool [N]
-    counted: torch.Tensor  # bool [N]: counts towards the test (first occurrence of its pair or n-gram)
+    post: npt.NDArray[np.int64]  # [N]: which post (non-decreasing)
+    position: npt.NDArray[np.int64]  # [N]: index of the scored (target) token within its post
+    green: npt.NDArray[np.bool_]  # [N]
+    counted: npt.NDArray[np.bool_]  # [N]: counts towards the test (first occurrence of its pair or n-gram)
 
-    def counts(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def counts(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(tokens scored, green tokens) per post, counting only `counted` positions."""
-        scored = torch.zeros(self.num_posts, dtype=torch.int64, device=self.post.device)
-        green = torch.zeros_like(scored)
-        scored.index_add_(0, self.post, self.counted.to(torch.int64))
-        green.index_add_(0, self.post, (self.counted & self.green).to(torch.int64))
+        scored = np.bincount(self.post[self.counted], minlength=self.num_posts).astype(np.int64)
+        green = np.bincount(self.post[self.counted & self.green], minlength=self.num_posts).astype(np.int64)
         return scored, green
 
 
@@ -66,84 +65,78 @@ def score_tokens(
     *,
     counting: RepeatCounting,
 ) -> ScoredTokens:
-    device = greenlists.device
     vocab = greenlists.vocab_size
     m = seeder.ngram_size
-    lengths = torch.tensor([len(ids) for ids in token_ids], dtype=torch.int64)
-    flat = (
-        torch.from_numpy(np.concatenate(token_ids).astype(np.int64)) if token_ids else torch.zeros(0, dtype=torch.int64)
-    )
-    if flat.numel() and (int(flat.max()) >= vocab or int(flat.min()) < 0):
+    lengths = np.array([len(ids) for ids in token_ids], dtype=np.int64)
+    flat = np.concatenate(token_ids).astype(np.int64) if token_ids else np.zeros(0, dtype=np.int64)
+    if flat.size and (int(flat.max()) >= vocab or int(flat.min()) < 0):
         raise ValueError(f"token ids must lie in [0, vocab_size={vocab}); got [{int(flat.min())}, {int(flat.max())}]")
 
-    starts = torch.cumsum(lengths, 0) - lengths
-    per_post = (lengths - m + 1).clamp(min=0)
+    starts = np.cumsum(lengths) - lengths
+    per_post = np.maximum(lengths - m + 1, 0)
     n = int(per_post.sum())
-    post = torch.repeat_interleave(torch.arange(len(token_ids)), per_post)
-    first_of_post = torch.cumsum(per_post, 0) - per_post
-    position = torch.arange(n) - first_of_post[post] + (m - 1)
+    post = np.repeat(np.arange(len(token_ids), dtype=np.int64), per_post)
+    first_of_post = np.cumsum(per_post) - per_post
+    position = np.arange(n, dtype=np.int64) - first_of_post[post] + (m - 1)
     target = starts[post] + position
-    ngrams = flat[target.unsqueeze(1) - (m - 1) + torch.arange(m)] if n else torch.zeros((0, m), dtype=torch.int64)
+    ngrams = flat[target[:, None] - (m - 1) + np.arange(m)] if n else np.zeros((0, m), dtype=np.int64)
+    targets = flat[target]  # the last column of `ngrams`, contiguous
 
-    targets = ngrams[:, -1] if n else torch.zeros(0, dtype=torch.int64)
     if seeder.kind == "left":
         distinct, inverse = seeder.left_seeds_grouped(ngrams) if n else (np.empty(0, np.int64), np.empty(0, np.int64))
         green = greenlists.lookup_grouped(distinct, inverse, targets)
         seed_key = distinct[inverse]
     else:
         seed_key = seeder.seeds(ngrams)
-        green = _membership_deduplicated(greenlists, seed_key, targets.numpy(), vocab)
+        green = _membership_deduplicated(greenlists, seed_key, targets, vocab)
 
     if not n or counting == "all":
-        counted = torch.ones(n, dtype=torch.bool)
+        counted = np.ones(n, dtype=np.bool_)
     elif counting == "pairs":
-        counted = torch.from_numpy(
-            kernels.first_occurrence_pairs(seed_key, targets.numpy(), _bounds(post, len(token_ids)))
-        )
+        counted = kernels.first_occurrence_pairs(seed_key, targets, _bounds(post, len(token_ids)))
     elif counting == "ngrams":
         counted = _first_occurrences(post, ngrams, vocab, len(token_ids))
     else:
         raise ValueError(f"counting must be 'pairs', 'ngrams' or 'all'; got {counting!r}")
-    return ScoredTokens(
-        num_posts=len(token_ids),
-        post=post.to(device),
-        position=position.to(device),
-        green=green.to(device),
-        counted=counted.to(device),
-    )
+    return ScoredTokens(num_posts=len(token_ids), post=post, position=position, green=green, counted=counted)
 
 
-def _bounds(post: torch.Tensor, num_posts: int) -> npt.NDArray[np.int64]:
+def _bounds(post: npt.NDArray[np.int64], num_posts: int) -> npt.NDArray[np.int64]:
     """Positions are stored post by post: post s's are [bounds[s], bounds[s + 1]), a segment (and a small
     hash table) of its own."""
-    per_post = torch.bincount(post, minlength=num_posts)
-    bounds: npt.NDArray[np.int64] = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(per_post, 0)]).numpy()
+    bounds = np.zeros(num_posts + 1, dtype=np.int64)
+    np.cumsum(np.bincount(post, minlength=num_posts), out=bounds[1:])
     return bounds
 
 
-def _first_occurrences(post: torch.Tensor, ngrams: torch.Tensor, vocab: int, num_posts: int) -> torch.Tensor:
+def _first_occurrences(
+    post: npt.NDArray[np.int64], ngrams: npt.NDArray[np.int64], vocab: int, num_posts: int
+) -> npt.NDArray[np.bool_]:
     """True for the first occurrence of each (post, n-gram): a hash pass when one int64 key holds it."""
     m = ngrams.shape[1]
     if num_posts * vocab**m < 2**62:
-        key = post.clone()
+        key = post.copy()
         for column in range(m):
             key = key * vocab + ngrams[:, column]
-        return torch.from_numpy(kernels.first_occurrence(key.numpy(), _bounds(post, num_posts)))
+        first: npt.NDArray[np.bool_] = kernels.first_occurrence(key, _bounds(post, num_posts))
+        return first
     # Too wide for one int64 key (huge vocab or long context): group identical rows by sorting instead.
-    n = ngrams.shape[0]
-    _, occurrence = torch.unique(torch.cat([post.unsqueeze(1), ngrams], dim=1), dim=0, return_inverse=True)
-    first = torch.full((int(occurrence.max()) + 1,), n, dtype=torch.int64)
-    first.scatter_reduce_(0, occurrence, torch.arange(n), reduce="amin")
-    return first[occurrence] == torch.arange(n)
+    # np.unique's return_index is the index of each row's FIRST occurrence (it sorts stably for it).
+    rows = np.concatenate([post[:, None], ngrams], axis=1)
+    _, first_index = np.unique(rows, axis=0, return_index=True)
+    counted = np.zeros(ngrams.shape[0], dtype=np.bool_)
+    counted[first_index] = True
+    return counted
 
 
 def _membership_deduplicated(
     greenlists: GreenLists, seeds: npt.NDArray[np.int64], targets: npt.NDArray[np.int64], vocab: int
-) -> torch.Tensor:
+) -> npt.NDArray[np.bool_]:
     """Selfhash: one kernel call per distinct (seed, token) pair; repeats share the answer."""
     if seeds.shape[0] == 0 or greenlists.cuda_generator:
         return greenlists.membership(seeds, targets)
     pair = seeds * vocab + targets  # CPU seeds are < 2**32 and vocab < 2**31: exact
     distinct, inverse = np.unique(pair, return_inverse=True)
     flags = greenlists.membership(distinct // vocab, distinct % vocab)
-    return flags[torch.from_numpy(inverse).to(flags.device)]
+    shared: npt.NDArray[np.bool_] = flags[inverse.reshape(-1)]
+    return shared

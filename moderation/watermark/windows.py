@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from moderation.watermark.scoring import ScoredTokens
 from moderation.watermark.stats import log_binomial_tail
@@ -39,13 +38,13 @@ class BestWindows:
 
 def best_windows(scored: ScoredTokens, sizes: Sequence[int], gamma: float) -> BestWindows:
     keep = scored.counted
-    post = scored.post[keep].cpu()
-    green = scored.green[keep].cpu().to(torch.int64)
-    position = scored.position[keep].cpu()
+    post = scored.post[keep]
+    green = scored.green[keep].astype(np.int64)
+    position = scored.position[keep]
     num_posts = scored.num_posts
-    length = torch.zeros(num_posts, dtype=torch.int64).index_add_(0, post, torch.ones_like(post))
-    offset = torch.cumsum(length, 0) - length
-    cumulative = torch.cat([torch.zeros(1, dtype=torch.int64), torch.cumsum(green, 0)])
+    length = np.bincount(post, minlength=num_posts).astype(np.int64)
+    offset = np.cumsum(length) - length
+    cumulative = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(green)])
 
     tests = np.zeros(num_posts, dtype=np.int64)
     best_log_p = np.zeros(num_posts, dtype=np.float64)
@@ -53,32 +52,32 @@ def best_windows(scored: ScoredTokens, sizes: Sequence[int], gamma: float) -> Be
 
     for size in sorted(set(sizes)):
         stride = max(1, size // 4)
-        per_post = torch.where(length >= 2 * size, (length - size) // stride + 1, torch.zeros_like(length))
+        per_post = np.where(length >= 2 * size, (length - size) // stride + 1, 0)
         count = int(per_post.sum())
         if count == 0:
             continue
-        owner = torch.repeat_interleave(torch.arange(num_posts), per_post)
-        k = torch.arange(count) - (torch.cumsum(per_post, 0) - per_post)[owner]
+        owner = np.repeat(np.arange(num_posts), per_post)
+        first_window = np.cumsum(per_post) - per_post
+        k = np.arange(count) - first_window[owner]
         start = offset[owner] + k * stride
         sums = cumulative[start + size] - cumulative[start]
-        # The first window of each post reaching the post's maximum green count.
-        peak = torch.full((num_posts,), -1, dtype=torch.int64).scatter_reduce(0, owner, sums, reduce="amax")
-        is_peak = sums == peak[owner]
-        first_peak = torch.full((num_posts,), count, dtype=torch.int64).scatter_reduce(
-            0, owner[is_peak], torch.arange(count)[is_peak], reduce="amin"
-        )
-        has = (per_post > 0).numpy()
-        chosen = first_peak[per_post > 0]
-        log_p = log_binomial_tail(peak[per_post > 0].numpy(), np.full(int(has.sum()), size), gamma)
-        tests[has] += per_post[per_post > 0].numpy()
+        # Windows are stored post by post, so each post with windows is one segment [first_window, next): its
+        # peak green count, then the first window of the segment reaching it.
+        has = per_post > 0
+        segments = first_window[has]
+        peak = np.maximum.reduceat(sums, segments)
+        at_peak = sums == np.repeat(peak, per_post[has])
+        chosen = np.minimum.reduceat(np.where(at_peak, np.arange(count), count), segments)
+        log_p = log_binomial_tail(peak, np.full(peak.shape[0], size), gamma)
+        tests[has] += per_post[has]
         better = log_p < best_log_p[has]
         rows = np.flatnonzero(has)[better]
-        chosen_start = start[chosen].numpy()[better]
+        chosen_start = start[chosen][better]
         best_log_p[rows] = log_p[better]
         best["size"][rows] = size
-        best["green"][rows] = peak[per_post > 0].numpy()[better]
-        best["first"][rows] = position[chosen_start].numpy()
-        best["last"][rows] = position[chosen_start + size - 1].numpy()
+        best["green"][rows] = peak[better]
+        best["first"][rows] = position[chosen_start]
+        best["last"][rows] = position[chosen_start + size - 1]
 
     return BestWindows(
         tests=tests,

@@ -1,12 +1,25 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from moderation.config import WatermarkScheme
+from moderation.watermark import mt19937
 from moderation.watermark.greenlists import GreenLists
 from moderation.watermark.seeding import Seeder, seeder_for
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_check_memos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The torch checks record their passes in a folder of the test session, not the user's cache."""
+    folder = tmp_path_factory.mktemp("moderation-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(mt19937.CACHE_DIR_ENV, str(folder))
+        yield folder
 
 
 def make_scheme(**fields: Any) -> WatermarkScheme:
@@ -20,7 +33,7 @@ def runtime_for(scheme: WatermarkScheme, cache_bytes: int = 1 << 24) -> tuple[Se
         scheme.vocab_size,
         scheme.greenlist_ratio,
         cuda_generator=False,
-        device=torch.device("cpu"),
+        device="cpu",
         cache_bytes=cache_bytes,
     )
     return seeder_for(scheme), greenlists

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from moderation.errors import TorchMismatch
 from moderation.watermark import mt19937
 
 
@@ -63,21 +68,101 @@ def test_fastmod_is_exact_for_every_step() -> None:
         assert (rem == values % d).all()
 
 
-def test_a_torch_that_draws_differently_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    """If a torch upgrade changed randperm, every green list would be wrong, silently: the check must say so."""
-    import torch
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 1000, 32000, 1_000_003])
+def test_full_permutation_matches_randperm(n: int) -> None:
+    """selfhash's hash table (n = 1,000,003) comes from this kernel instead of torch."""
+    for seed in (0, 2971215073, 15485863, 987654321987):
+        generator = torch.Generator().manual_seed(seed)
+        assert np.array_equal(mt19937.full_permutation(seed, n), torch.randperm(n, generator=generator).numpy())
 
-    from moderation.errors import TorchMismatch
 
+@pytest.fixture
+def fresh_memos(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """An empty memo folder and no in-process memo, before and after the test."""
+    monkeypatch.setenv(mt19937.CACHE_DIR_ENV, str(tmp_path))
     mt19937.check_against_torch.cache_clear()
-    mt19937.check_against_torch(30522, 7630)  # the installed torch agrees with the kernels
+    mt19937.check_permutation_against_torch.cache_clear()
+    yield tmp_path
+    mt19937.check_against_torch.cache_clear()
+    mt19937.check_permutation_against_torch.cache_clear()
+
+
+def shift_randperm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the installed torch draw other permutations, as a changed randperm would."""
     real = torch.randperm
 
     def shifted(n: int, *args: object, **kwargs: object) -> torch.Tensor:
         return (real(n, *args, **kwargs) + 1) % n  # type: ignore[call-overload]
 
     monkeypatch.setattr(torch, "randperm", shifted)
+
+
+def test_a_torch_that_draws_differently_is_refused_at_start(monkeypatch: pytest.MonkeyPatch, fresh_memos: Path) -> None:
+    """If a torch upgrade changed randperm, every green list would be wrong, silently: the check must say so."""
+    mt19937.check_against_torch(30522, 7630)  # the installed torch agrees with the kernels
+    mt19937.check_permutation_against_torch(1000)
+    shift_randperm(monkeypatch)
+    monkeypatch.setenv(mt19937.CACHE_DIR_ENV, str(fresh_memos / "elsewhere"))  # the passes above are not known here
     mt19937.check_against_torch.cache_clear()
+    mt19937.check_permutation_against_torch.cache_clear()
     with pytest.raises(TorchMismatch, match=r"torch .* draws CPU green lists differently"):
         mt19937.check_against_torch(30522, 7630)
+    with pytest.raises(TorchMismatch, match=r"torch .* draws CPU permutations differently"):
+        mt19937.check_permutation_against_torch(1000)
+
+
+def test_a_passed_check_is_remembered_without_importing_torch(
+    monkeypatch: pytest.MonkeyPatch, fresh_memos: Path
+) -> None:
+    mt19937.check_against_torch(30522, 7630)
+    mt19937.check_permutation_against_torch(1000)
+    assert len(list((fresh_memos / "torch-checks").iterdir())) == 2
+    # A later process: its in-process memo is empty, and importing torch would fail.
     mt19937.check_against_torch.cache_clear()
+    mt19937.check_permutation_against_torch.cache_clear()
+    monkeypatch.setitem(sys.modules, "torch", None)
+    mt19937.check_against_torch(30522, 7630)
+    mt19937.check_permutation_against_torch(1000)
+    # Another list shape was never checked: that one needs torch.
+    with pytest.raises(ImportError):
+        mt19937.check_against_torch(30522, 15261)
+
+
+def test_another_torch_version_runs_the_check_again(monkeypatch: pytest.MonkeyPatch, fresh_memos: Path) -> None:
+    mt19937.check_against_torch(30522, 7630)
+    mt19937.check_against_torch.cache_clear()
+    shift_randperm(monkeypatch)  # the upgraded torch draws differently...
+    monkeypatch.setattr(mt19937, "installed_torch_version", lambda: "99.0.0")
+    with pytest.raises(TorchMismatch):  # ...and the memo of the old version does not hide it
+        mt19937.check_against_torch(30522, 7630)
+
+
+def test_the_memo_is_keyed_by_the_kernels_source(monkeypatch: pytest.MonkeyPatch, fresh_memos: Path) -> None:
+    mt19937.check_against_torch(30522, 7630)
+    mt19937.check_against_torch.cache_clear()
+    monkeypatch.setattr(mt19937, "_kernel_digest", lambda: "edited-kernels")
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(ImportError):  # not remembered: the check runs (and here cannot import torch)
+        mt19937.check_against_torch(30522, 7630)
+
+
+def test_an_unwritable_cache_only_means_checking_every_time(monkeypatch: pytest.MonkeyPatch, fresh_memos: Path) -> None:
+    blocker = fresh_memos / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv(mt19937.CACHE_DIR_ENV, str(blocker / "cache"))  # cannot be created under a file
+    mt19937.check_against_torch(30522, 7630)
+    mt19937.check_against_torch.cache_clear()
+    shift_randperm(monkeypatch)
+    with pytest.raises(TorchMismatch):
+        mt19937.check_against_torch(30522, 7630)
+
+
+def test_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(mt19937.CACHE_DIR_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert mt19937.cache_dir() == tmp_path / "xdg" / "moderation"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert mt19937.cache_dir() == tmp_path / "home" / ".cache" / "moderation"
+    monkeypatch.setenv(mt19937.CACHE_DIR_ENV, str(tmp_path / "explicit"))
+    assert mt19937.cache_dir() == tmp_path / "explicit"
