@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pytest
 import torch
 
 from moderation.errors import DeviceUnavailable
-from moderation.watermark.greenlists import check_cuda_device
+from moderation.watermark import greenlists
+from moderation.watermark.greenlists import GreenLists, _DeviceRows, check_cuda_device
 from moderation.watermark.seeding import seeder_for
 
 from .conftest import make_scheme
@@ -71,3 +73,64 @@ def test_cpu_schemes_never_look_at_the_gpu(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(torch.cuda, "get_device_name", no_gpu_calls)
     assert not seeder_for(make_scheme(seeding_scheme="selfhash")).cuda
+
+
+# -- the GPU table's code, run with torch on the CPU -------------------------------------------------------------
+# The bitmap table lives in a torch tensor when the detector's device is a GPU (greenlists._DeviceRows). Its
+# code is the same for any torch device, so it is exercised here on the CPU against the numpy table.
+
+
+def tensor_table(lists: GreenLists) -> GreenLists:
+    lists._table = _DeviceRows(lists.row_bytes, "cpu")
+    return lists
+
+
+def grouped_lookups(lists: GreenLists, rng: np.random.Generator, rounds: int) -> list[np.ndarray]:
+    out = []
+    for _ in range(rounds):
+        distinct = np.unique(rng.integers(0, 2**32, 40)).astype(np.int64)
+        inverse = rng.integers(0, len(distinct), 500).astype(np.int64)
+        tokens = rng.integers(0, lists.vocab_size, 500).astype(np.int64)
+        out.append(lists.lookup_grouped(distinct, inverse, tokens))
+    return out
+
+
+@pytest.mark.parametrize("capacity", [16, 4096])  # 16: more seeds than slots, so chunks and evictions
+def test_a_tensor_table_answers_as_the_numpy_table(capacity: int) -> None:
+    def lists() -> GreenLists:
+        built = GreenLists(1000, 0.25, cuda_generator=False, device="cpu", cache_bytes=capacity * 125)
+        assert built.capacity == capacity
+        return built
+
+    host = grouped_lookups(lists(), np.random.default_rng(5), 6)
+    on_tensor = grouped_lookups(tensor_table(lists()), np.random.default_rng(5), 6)
+    for a, b in zip(host, on_tensor, strict=True):
+        assert a.dtype == np.bool_ and b.dtype == np.bool_
+        assert np.array_equal(a, b)
+    assert 0.15 < np.concatenate(host).mean() < 0.35
+
+
+def test_cuda_generator_lists_are_packed_as_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CUDA generator's lists are drawn by torch and bit-packed on the GPU; here a CPU draw stands in."""
+    vocab, size = 1003, 250  # not a multiple of 8: the last byte is partly padding
+
+    def draw(seed: int) -> torch.Tensor:
+        perm = torch.randperm(vocab, generator=torch.Generator().manual_seed(seed))
+        mask = torch.zeros(vocab, dtype=torch.bool)
+        mask[perm[:size]] = True
+        return mask
+
+    monkeypatch.setattr(greenlists, "_cuda_available", lambda: True)
+    monkeypatch.setattr(GreenLists, "_cuda_mask", lambda self, seed: draw(seed))
+    seeds = np.array([3, 2**40 + 7, 15485863], dtype=np.int64)
+    tokens = np.arange(vocab, dtype=np.int64)
+    inverse = np.arange(vocab, dtype=np.int64) % 3
+    expected = np.array([bool(draw(int(seeds[i]))[t]) for t, i in zip(tokens, inverse, strict=True)])
+    assert 0 < expected.sum() < vocab
+    for table in ("numpy", "tensor"):
+        lists = GreenLists(vocab, size / vocab + 1e-9, cuda_generator=True, device="cpu", cache_bytes=1 << 20)
+        assert lists.greenlist_size == size
+        if table == "tensor":
+            tensor_table(lists)
+        assert np.array_equal(lists.lookup_grouped(seeds, inverse, tokens), expected), table
+        assert np.array_equal(lists.membership(seeds[inverse], tokens), expected), table
