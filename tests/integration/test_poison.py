@@ -1,0 +1,210 @@
+"""Poison isolation end to end: a post that kills the worker process running it (a plugin's native code
+crashing, an out-of-memory kill) arrives among ordinary posts. Real consumer, worker, RabbitMQ, Redis and
+PostgreSQL; the crash is a real SIGKILL of the Celery pool process, from a third-party plugin installed the
+way a platform installs one (tests/unit/plugins/test_third_party.py).
+
+workers/isolation.py promises: the batch holding the poison post is redelivered by the broker and halved on
+each redelivery (attempts counted in Redis) until the post is alone, about log2(batch size) + 1 crashes;
+that post is dead-lettered once, saying its worker died; every other post gets exactly one verdict; the
+consumer never crashes and never needs its own (minutes long) resend timeout. Counts before and after.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from sqlalchemy import text
+
+from moderation.endpoints import Endpoints
+from moderation.testing.pipeline import LocalPipeline
+from moderation.testing.synthetic import human_posts
+from tests.integration.conftest import make_post, metric_value, pipeline_config
+from tests.integration.test_pipeline import committed_offsets, read_topic, stored, wait_until
+from tests.integration.test_pipeline_faults import no_tracebacks
+from tests.unit.plugins.test_third_party import _write_package
+from workers.consumer import resend_after
+
+pytestmark = pytest.mark.integration
+
+# In no ordinary post: the plugin below crashes its process on any batch that holds it.
+MARKER = "zz-poison-7f3a9c"
+BATCH_MAX_POSTS = 32
+ORDINARY_POSTS = 150
+
+KILLER_SOURCE = f'''
+"""A third party's plugin with a fatal bug: one kind of post kills the process that evaluates it, the way a
+crash in native code or the kernel's out-of-memory killer would (no exception, no cleanup)."""
+import os
+import signal
+from typing import ClassVar
+
+from moderation.plugins import NoDetails, Plugin
+
+MARKER = {MARKER!r}
+
+
+class KillerPlugin(Plugin):
+    name: ClassVar[str] = "killer"
+    version: ClassVar[str] = "1.0"
+    Details = NoDetails
+    labels: ClassVar[dict[str, bool]] = {{"fine": False}}
+
+    def evaluate(self, posts):
+        if any(MARKER in post.text for post in posts):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return [[self.signal(score=0.0, label="fine", details=NoDetails())] for _ in posts]
+'''
+
+
+@pytest.fixture(scope="module")
+def killer_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The plugin package, built and installed by pip into a folder of its own, outside the project."""
+    root = tmp_path_factory.mktemp("poison_plugin")
+    package = _write_package(
+        root, "killer-plugin", "killer_plugin", KILLER_SOURCE, {"killer": "killer_plugin:KillerPlugin"}
+    )
+    target = root / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(package),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return target
+
+
+@pytest.fixture
+def poison_pipeline(tmp_path: Path, killer_site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalPipeline]:
+    # LocalPipeline's processes inherit this process's environment (LocalPipeline.env): the plugin's folder on
+    # PYTHONPATH is how its entry point is found, as on a platform that installed it beside the project.
+    paths = [str(killer_site), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+    config = pipeline_config(batch_max_posts=BATCH_MAX_POSTS)
+    config += '\n[plugins.tenants.acme]\nenabled = ["watermark", "spam", "killer"]\n'
+    with LocalPipeline(tmp_path, config) as lp:
+        yield lp
+
+
+def dead_letters(lp: LocalPipeline, expect: int, timeout: float) -> list[dict[str, Any]]:
+    messages = read_topic(lp, lp.settings.pipeline.dead_letter_topic, expect, timeout)
+    return [json.loads(m.value) for m in messages]
+
+
+# Celery's main process logs each pool process it saw die: "[<time>: ERROR/MainProcess] Process
+# 'ForkPoolWorker-1' pid:9014 exited with 'signal 9 (SIGKILL)'"; workers/isolation.py logs the end.
+CRASH = re.compile(r"^\[([\d-]+ [\d:,]+): ERROR/MainProcess\] Process '[^']+' pid:\d+ exited with 'signal 9", re.M)
+ISOLATED = re.compile(r"^\[([\d-]+ [\d:,]+): ERROR/[^\]]+\] batch \S+: isolated a poison post", re.M)
+
+
+def log_times(lp: LocalPipeline, pattern: re.Pattern[str]) -> list[datetime]:
+    log = (lp.workdir / "worker.log").read_text(errors="replace")
+    return [datetime.strptime(t, "%Y-%m-%d %H:%M:%S,%f") for t in pattern.findall(log)]
+
+
+def receipts(lp: LocalPipeline) -> list[dict[str, Any]]:
+    engine = lp.database()
+    try:
+        with engine.connect() as conn:
+            return [dict(r) for r in conn.execute(text("SELECT * FROM batch_receipts")).mappings()]
+    finally:
+        engine.dispose()
+
+
+def runs_counted(batch_ids: list[str]) -> dict[str, int]:
+    """How many runs of each batch started, as workers/isolation.RedisAttempts counted them."""
+    client = redis.Redis.from_url(Endpoints.from_env().redis_url)
+    try:
+        values = client.mget([f"moderation:attempts:{b}" for b in batch_ids])
+        return {b: int(v or 0) for b, v in zip(batch_ids, values, strict=True)}
+    finally:
+        client.close()
+
+
+def test_a_post_that_kills_its_worker_is_isolated_and_dead_lettered_once_the_rest_stored_once(
+    poison_pipeline: LocalPipeline,
+) -> None:
+    lp = poison_pipeline
+    texts = human_posts(ORDINARY_POSTS + 1, seed=17)
+    ordinary = [make_post(i, t) for i, t in enumerate(texts[:ORDINARY_POSTS])]
+    poison = make_post(ORDINARY_POSTS, f"{texts[-1]} {MARKER}")
+    stream = [*ordinary[: ORDINARY_POSTS // 2], poison, *ordinary[ORDINARY_POSTS // 2 :]]
+
+    assert lp.count_verdicts() == 0
+    assert dead_letters(lp, expect=1, timeout=1) == []
+    assert log_times(lp, CRASH) == []
+
+    started = time.monotonic()
+    lp.produce(stream)
+    # wait_for raises at once if the consumer or the worker's main process exits.
+    lp.wait_for(len(ordinary), timeout=120)
+    assert dead_letters(lp, expect=1, timeout=60), "the poison post was not dead-lettered within 60 s"
+    # Every offset committed: the consumer saw every batch durable, the poisoned one included.
+    wait_until(lambda: sum(committed_offsets(lp).values()) == len(stream), 30, "every offset to be committed")
+    end_to_end_s = time.monotonic() - started
+    time.sleep(2)  # a second dead letter or a late duplicate verdict would have landed by now
+
+    # The poison post: dead-lettered exactly once, saying its worker died, with where it came from.
+    letters = dead_letters(lp, expect=2, timeout=3)
+    assert len(letters) == 1, letters
+    letter = letters[0]
+    assert letter["reason"] == "worker_lost"
+    assert "worker died" in letter["detail"]
+    assert json.loads(letter["raw"])["id"] == poison["id"]
+    assert letter["source"]["topic"] == lp.settings.pipeline.input_topic
+    assert 0 <= letter["source"]["partition"] < lp.partitions and letter["source"]["offset"] >= 0
+
+    # Every other post: exactly one verdict, with all three plugins' signals (written once each); nothing lost.
+    rows = stored(lp)
+    assert sorted(rows) == sorted(p["id"] for p in ordinary)
+    assert lp.count_verdicts() == len(ordinary)
+    assert {r["signals"] for r in rows.values()} == {3}
+
+    # Redeliveries: the poison's batch ran once per crash plus once more, halved down to one post, one
+    # halving per crash after the first: about log2(batch size) + 1 crashes.
+    receipted = receipts(lp)
+    (poisoned,) = [r for r in receipted if r["dead_lettered"]]
+    top = poisoned["batch_id"].split("/")[0]
+    top_posts = next(r["posts"] for r in receipted if r["batch_id"] == top)
+    halvings = poisoned["batch_id"].count("/")
+    crashes, (isolated,) = log_times(lp, CRASH), log_times(lp, ISOLATED)
+    runs = runs_counted([r["batch_id"] for r in receipted if "/" not in r["batch_id"]])
+    isolation_s = (isolated - crashes[0]).total_seconds()
+    print(
+        f"\npoison isolation: batch of {top_posts} posts, {len(crashes)} worker crashes, {runs[top] - 1} "
+        f"redeliveries, {halvings} halvings ({poisoned['batch_id']}); {isolation_s:.1f} s from the first crash "
+        f"to the post isolated; all {len(stream)} posts done {end_to_end_s:.1f} s after they were produced"
+    )
+    assert len(crashes) == halvings + 1
+    assert runs[top] == len(crashes) + 1
+    assert halvings == math.ceil(math.log2(top_posts)) or halvings == math.floor(math.log2(top_posts))
+    assert all(n == 1 for b, n in runs.items() if b != top), runs  # no other batch ran twice
+    assert metric_value(lp.worker_port, "moderation_errors_total", {"kind": "poison_worker_lost"}) == 1
+
+    # Bounded: the broker's redelivery drove it, not the consumer's resend after a batch's time limit.
+    assert end_to_end_s < resend_after(lp.settings)
+    assert lp.consumer is not None and lp.consumer.poll() is None
+    assert lp.worker is not None and lp.worker.poll() is None
+    no_tracebacks(lp)
