@@ -190,6 +190,7 @@ def test_a_post_that_kills_its_worker_is_isolated_and_dead_lettered_once_the_res
     top_posts = next(r["posts"] for r in receipted if r["batch_id"] == top)
     halvings = poisoned["batch_id"].count("/")
     crashes, (isolated,) = log_times(lp, CRASH), log_times(lp, ISOLATED)
+    assert crashes, "no pool process death in worker.log (has Celery's message changed?)"
     runs = runs_counted([r["batch_id"] for r in receipted if "/" not in r["batch_id"]])
     isolation_s = (isolated - crashes[0]).total_seconds()
     print(
