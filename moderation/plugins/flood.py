@@ -43,7 +43,6 @@ If the store cannot be reached, the tenant's posts abstain with reason "state_un
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import struct
@@ -51,7 +50,6 @@ import time
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Annotated, ClassVar, cast
 from urllib.parse import quote
 
@@ -64,7 +62,7 @@ from moderation.config import Settings
 from moderation.errors import StateStoreError
 from moderation.plugins.base import Plugin, PluginOptions, SignalDetails, StoredSignal
 from moderation.plugins.state import StateOptions, StateStore, event_seconds, store_from_options, to_ms
-from moderation.plugins.text import URL
+from moderation.plugins.text import URL, may_contain_url
 from moderation.posts import Post
 from moderation.signals import Signal
 
@@ -77,6 +75,7 @@ MAX_EVIDENCE = 10
 
 U64 = npt.NDArray[np.uint64]
 U32 = npt.NDArray[np.uint32]
+I64 = npt.NDArray[np.int64]
 
 _WORD = re.compile(r"[^\W_]+")
 _URL_WORD = "xurlx"
@@ -102,28 +101,98 @@ def mix64(x: U64) -> U64:
 
 def normalise_words(text: str) -> list[str]:
     """The words shingles are made of: see the module docstring for why each step is there."""
-    text = unicodedata.normalize("NFKC", text)
-    if not text.isascii():  # invisible format characters would split words and shingles
-        text = "".join(ch for ch in text if not is_invisible(ch))
-    text = URL.sub(f" {_URL_WORD} ", text).lower()
-    return ["0" if w.isdigit() else w for w in _WORD.findall(text)]
+    if not text.isascii():  # ASCII is already NFKC and holds no invisible format characters
+        text = unicodedata.normalize("NFKC", text)
+        text = "".join(ch for ch in text if not is_invisible(ch))  # they would split words and shingles
+    if may_contain_url(text):
+        text = URL.sub(f" {_URL_WORD} ", text)
+    words = _WORD.findall(text.lower())
+    if text.isascii():
+        return words  # numbers become "0" when hashed (word_hashes), which is cheaper than a pass per word here
+    return ["0" if w.isdigit() else w for w in words]
 
 
-@lru_cache(maxsize=1 << 16)
-def _word_hash(word: str) -> int:
-    return int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little")
+# Word hashes: a polynomial hash of the word's UTF-8 bytes modulo 2**64 (odd base), then mixed. Computed for
+# a whole batch at once with prefix sums (below), so no Python code runs per word. Changing it changes every
+# signature: bump the key namespace (FloodPlugin._ns) with it.
+_BASE = np.uint64(0x9E3779B97F4A7C15)
+_BASE_INVERSE = np.uint64(pow(0x9E3779B97F4A7C15, -1, 2**64))
+_SPACE, _ZERO, _NINE = 0x20, 0x30, 0x39
+
+
+class _Powers:
+    """BASE**k and BASE**-k modulo 2**64 for k < len, grown on demand (uint64 products wrap, as wanted)."""
+
+    def __init__(self) -> None:
+        self.up: U64 = np.ones(1, dtype=np.uint64)
+        self.down: U64 = np.ones(1, dtype=np.uint64)
+
+    def ensure(self, n: int) -> None:
+        if self.up.shape[0] >= n:
+            return
+        size = max(n, 2 * self.up.shape[0])
+        self.up, self.down = np.full(size, _BASE, dtype=np.uint64), np.full(size, _BASE_INVERSE, dtype=np.uint64)
+        self.up[0] = self.down[0] = 1
+        np.cumprod(self.up, out=self.up)
+        np.cumprod(self.down, out=self.down)
+
+
+_POWERS = _Powers()
+_ZERO_HASH = mix64(np.array([_ZERO ^ 1], dtype=np.uint64))[0]  # what word_hashes gives the word "0"
+
+
+def word_hashes(data: bytes) -> tuple[U64, I64]:
+    """(hash of each word, byte offset where it starts) for space-separated words. A word of ASCII digits
+    only hashes as "0" (a number is a number: "win $500" / "win $1000")."""
+    b = np.frombuffer(data, dtype=np.uint8)
+    edges = np.diff(np.concatenate([[0], (b != _SPACE).view(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    if starts.shape[0] == 0:
+        return np.empty(0, dtype=np.uint64), starts
+    _POWERS.ensure(b.shape[0] + 1)
+    # sum over a word of byte_j * BASE**(end-1-j) = BASE**(end-1) * (prefix[end] - prefix[start]), where
+    # prefix sums byte_j * BASE**-j.
+    prefix = np.zeros(b.shape[0] + 1, dtype=np.uint64)
+    np.cumsum(b.astype(np.uint64) * _POWERS.down[: b.shape[0]], out=prefix[1:])
+    poly = (prefix[ends] - prefix[starts]) * _POWERS.up[ends - 1]
+    hashes = mix64(poly ^ (ends - starts).astype(np.uint64))
+    digits = np.zeros(b.shape[0] + 1, dtype=np.int64)
+    np.cumsum((b >= _ZERO) & (b <= _NINE), out=digits[1:])
+    number = (digits[ends] - digits[starts]) == ends - starts
+    hashes[number] = _ZERO_HASH
+    return hashes, starts
+
+
+def batch_shingle_hashes(word_lists: Sequence[Sequence[str]], size: int) -> tuple[U64, I64]:
+    """The distinct 64-bit hashes of each post's `size`-word shingles (order-sensitive) for a whole batch at
+    once: post i's are hashes[bounds[i]:bounds[i + 1]], sorted. No Python code runs per word or shingle."""
+    if not word_lists:
+        return np.empty(0, dtype=np.uint64), np.zeros(1, dtype=np.int64)
+    encoded = [" ".join(words).encode("utf-8") for words in word_lists]
+    hashes, word_starts = word_hashes(b" ".join(encoded))
+    post_starts = np.cumsum([0] + [len(e) + 1 for e in encoded[:-1]])  # posts are joined by one space
+    lengths = np.diff(np.append(np.searchsorted(word_starts, post_starts), word_starts.shape[0]))
+    per_post = np.maximum(lengths - size + 1, 0)
+    owner = np.repeat(np.arange(len(word_lists), dtype=np.int64), per_post)
+    first_word = np.cumsum(lengths) - lengths
+    first_shingle = np.cumsum(per_post) - per_post
+    start = first_word[owner] + np.arange(owner.shape[0], dtype=np.int64) - first_shingle[owner]
+    h = np.zeros(owner.shape[0], dtype=np.uint64)
+    for j in range(size):  # a loop over the shingle's positions (3), each step vectorised over the batch
+        h = mix64(h ^ hashes[start + j])
+    # Distinct within each post: sort by (post, hash) and keep the first of each run.
+    order = np.lexsort((h, owner))
+    h, owner = h[order], owner[order]
+    keep = np.ones(h.shape[0], dtype=np.bool_)
+    keep[1:] = (h[1:] != h[:-1]) | (owner[1:] != owner[:-1])
+    bounds = np.zeros(len(word_lists) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(owner[keep], minlength=len(word_lists)), out=bounds[1:])
+    return h[keep], bounds
 
 
 def shingle_hashes(words: Sequence[str], size: int) -> U64:
-    """Distinct 64-bit hashes of the `size`-word shingles (order-sensitive), or an empty array."""
-    if len(words) < size:
-        return np.empty(0, dtype=np.uint64)
-    w = np.fromiter((_word_hash(x) for x in words), dtype=np.uint64, count=len(words))
-    n = len(words) - size + 1
-    h = np.zeros(n, dtype=np.uint64)
-    for j in range(size):  # a loop over the shingle's positions (3), each step vectorised over all shingles
-        h = mix64(h ^ w[j : j + n])
-    return np.unique(h)
+    """Distinct 64-bit hashes of one post's `size`-word shingles, or an empty array."""
+    return batch_shingle_hashes([words], size)[0]
 
 
 class MinHasher:
@@ -136,21 +205,50 @@ class MinHasher:
         self.seeds: U64 = np.random.default_rng(seed).integers(0, 2**64, size=num_perm, dtype=np.uint64)
         self._band_salt: U64 = mix64(np.arange(1, bands + 1, dtype=np.uint64) ^ np.uint64(seed & (2**64 - 1)))
 
-    def signature(self, shingles: U64, chunk: int = 4096) -> U32:
-        """Per hash function, the minimum of h_i over the shingles; chunked to bound memory on long posts."""
-        sig = np.full(self.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
-        for start in range(0, len(shingles), chunk):
-            block = mix64(shingles[None, start : start + chunk] ^ self.seeds[:, None])
-            np.minimum(sig, block.min(axis=1), out=sig)
+    def signatures(self, shingles: U64, bounds: I64, chunk: int = 8192) -> U32:
+        """Per post (row) and hash function, the minimum of h_i over the post's shingles
+        (shingles[bounds[p]:bounds[p + 1]]), kept as its top 32 bits; a post without shingles gets all ones.
+        Computed `chunk` shingles at a time across post boundaries, which bounds memory on long posts."""
+        posts = bounds.shape[0] - 1
+        sig = np.full((posts, self.num_perm), np.iinfo(np.uint64).max, dtype=np.uint64)
+        owner = np.repeat(np.arange(posts, dtype=np.int64), np.diff(bounds))
+        for lo in range(0, shingles.shape[0], chunk):
+            hi = min(lo + chunk, shingles.shape[0])
+            local = owner[lo:hi]
+            starts = np.concatenate([[0], np.flatnonzero(local[1:] != local[:-1]) + 1])
+            block = mix64(shingles[None, lo:hi] ^ self.seeds[:, None])
+            mins = np.minimum.reduceat(block, starts, axis=1).T
+            rows = local[starts]  # each post once per chunk, so this fancy-indexed update is exact
+            sig[rows] = np.minimum(sig[rows], mins)
         return (sig >> _S32).astype(np.uint32)
 
-    def band_hashes(self, sig: U32) -> list[str]:
-        """One hex key per band: the hash of that band's rows, salted with the band's index."""
-        rows = sig.reshape(self.bands, self.rows).astype(np.uint64)
-        h = self._band_salt.copy()
+    def signature(self, shingles: U64) -> U32:
+        """One post's signature."""
+        return self.signatures(shingles, np.array([0, shingles.shape[0]], dtype=np.int64))[0]
+
+    def band_values(self, sigs: U32) -> U64:
+        """Per post (row) and band, the hash of that band's rows, salted with the band's index."""
+        rows = sigs.reshape(sigs.shape[0], self.bands, self.rows).astype(np.uint64)
+        h = np.broadcast_to(self._band_salt, rows.shape[:2])
         for r in range(self.rows):
-            h = mix64(h ^ rows[:, r])
-        return [f"{i}:{int(v):016x}" for i, v in enumerate(h)]
+            h = mix64(h ^ rows[:, :, r])
+        return h
+
+    def band_hashes(self, sig: U32) -> list[str]:
+        """One key per band of one signature: "<band>:<hash in hex>"."""
+        return band_names(self.band_values(sig[None, :]))[0]
+
+
+def band_names(values: U64) -> list[list[str]]:
+    """ "<band>:<16 hex digits>" for each post (row) and band: one hex conversion for the whole batch, since
+    formatting each value on its own costs more than computing the signatures."""
+    posts, bands = values.shape
+    digits = values.astype(">u8").tobytes().hex()
+    labels = [f"{band}:" for band in range(bands)]
+    return [
+        [label + digits[(row * bands + band) * 16 : (row * bands + band + 1) * 16] for band, label in enumerate(labels)]
+        for row in range(posts)
+    ]
 
 
 @dataclass
@@ -253,42 +351,66 @@ class FloodPlugin(Plugin):
         self.chain = opts.chain
         self.hasher = MinHasher(opts.num_perm, opts.bands, opts.seed)
         # Signatures from different parameters are incomparable: keep each configuration in its own keys.
-        self._ns = f"flood:v1:{self.shingle_size}:{opts.num_perm}x{opts.bands}:{opts.seed}:"
+        self._ns = f"flood:v2:{self.shingle_size}:{opts.num_perm}x{opts.bands}:{opts.seed}:"
         self.store = store if store is not None else store_from_options(opts, plugin=self.name)
 
     # -- keys ----------------------------------------------------------------------------------------------
 
-    def _bucket_key(self, tenant: str, band: str) -> str:
-        return f"{self._ns}{quote(tenant, safe='')}:b:{band}"
+    def _tenant_prefix(self, tenant: str) -> str:
+        return f"{self._ns}{quote(tenant, safe='')}"
 
     def _record_key(self, tenant: str, post_id: str) -> str:
-        return f"{self._ns}{quote(tenant, safe='')}:p:{quote(post_id, safe='')}"
+        return f"{self._tenant_prefix(tenant)}:p:{quote(post_id, safe='')}"
 
     # -- evaluate ------------------------------------------------------------------------------------------
 
-    def _prepare(self, index: int, post: Post, now: float) -> _Prepared | Signal:
-        words = normalise_words(post.text)
-        shingles = shingle_hashes(words, self.shingle_size)
-        if len(shingles) < self.min_shingles:
-            return self.abstain("too_short", FloodAbstainDetails(shingles=len(shingles)))
-        sig = self.hasher.signature(shingles)
-        keys = [self._bucket_key(post.tenant, b) for b in self.hasher.band_hashes(sig)]
-        return _Prepared(index, post, to_ms(event_seconds(post, now)), sig, keys, len(shingles))
+    def _prepare(self, posts: Sequence[Post], now: float, first_index: int = 0) -> list[_Prepared | Signal]:
+        """Shingles, signatures and bucket keys of a batch (vectorised across its posts), or the abstention of
+        a post too short to judge."""
+        words = [normalise_words(post.text) for post in posts]
+        shingles, bounds = batch_shingle_hashes(words, self.shingle_size)
+        counts = np.diff(bounds).tolist()
+        sigs = self.hasher.signatures(shingles, bounds)
+        bands = band_names(self.hasher.band_values(sigs))
+        prefixes: dict[str, str] = {}
+        out: list[_Prepared | Signal] = []
+        for i, post in enumerate(posts):
+            if counts[i] < self.min_shingles:
+                out.append(self.abstain("too_short", FloodAbstainDetails(shingles=counts[i])))
+                continue
+            if post.tenant not in prefixes:
+                prefixes[post.tenant] = self._tenant_prefix(post.tenant) + ":b:"
+            keys = [prefixes[post.tenant] + b for b in bands[i]]
+            ts_ms = to_ms(event_seconds(post, now))
+            out.append(_Prepared(first_index + i, post, ts_ms, sigs[i], keys, counts[i]))
+        return out
+
+    def _prepare_each(self, posts: Sequence[Post], now: float) -> list[_Prepared | Signal]:
+        """The slow path, when the batch could not be prepared: one post at a time, so that an unreadable post
+        abstains alone instead of sinking the batch."""
+        out: list[_Prepared | Signal] = []
+        for i, post in enumerate(posts):
+            try:
+                out.extend(self._prepare([post], now, first_index=i))
+            except Exception:
+                log.exception("flood: could not prepare post %r", post.id)
+                out.append(self.abstain("error"))
+        return out
 
     def evaluate(self, posts: Sequence[Post]) -> list[list[Signal]]:
         now = time.time()
+        try:
+            prepared = self._prepare(posts, now)
+        except Exception:
+            log.exception("flood: could not prepare a batch of %d posts; preparing them one by one", len(posts))
+            prepared = self._prepare_each(posts, now)
         out: list[Signal | None] = [None] * len(posts)
         by_tenant: dict[str, list[_Prepared]] = {}
-        for i, post in enumerate(posts):
-            try:
-                prepared = self._prepare(i, post, now)
-            except Exception:  # one unreadable post abstains; it must not sink the batch
-                log.exception("flood: could not prepare post %r", post.id)
-                prepared = self.abstain("error")
-            if isinstance(prepared, Signal):
-                out[i] = prepared
+        for i, item in enumerate(prepared):
+            if isinstance(item, Signal):
+                out[i] = item
             else:
-                by_tenant.setdefault(post.tenant, []).append(prepared)
+                by_tenant.setdefault(item.post.tenant, []).append(item)
         for tenant, items in by_tenant.items():
             try:
                 for item, signal in zip(items, self._evaluate_tenant(tenant, items), strict=True):
@@ -300,7 +422,7 @@ class FloodPlugin(Plugin):
         return [[s if s is not None else self.abstain("error")] for s in out]
 
     def _cluster_key(self, tenant: str, cluster: str) -> str:
-        return f"{self._ns}{quote(tenant, safe='')}:c:{quote(cluster, safe='')}"
+        return f"{self._tenant_prefix(tenant)}:c:{quote(cluster, safe='')}"
 
     def _similar(
         self, sig: U32, ids: list[str], records: Mapping[str, _Record]
@@ -340,9 +462,11 @@ class FloodPlugin(Plugin):
             # A redelivered post keeps the time it was first seen, so its window (and count) stays put.
             ts_ms = known.ts_ms if known is not None else item.ts_ms
             candidates: dict[str, None] = {}
-            for key in item.band_keys:
-                candidates.update(dict.fromkeys(members.get(key, ())))
-                candidates.update(dict.fromkeys(local_buckets.get(key, ())))
+            for key in item.band_keys:  # most buckets are empty: skip them cheaply
+                if stored := members.get(key):
+                    candidates.update(dict.fromkeys(stored))
+                if local := local_buckets.get(key):
+                    candidates.update(dict.fromkeys(local))
             candidates.pop(pid, None)  # never its own duplicate
             ids = [c for c in candidates if c in records and abs(records[c].ts_ms - ts_ms) < window_ms]
             similar, best = self._similar(item.sig, ids, records)

@@ -81,6 +81,19 @@ def test_records_round_trip(store: StateStore) -> None:
     assert store.records_get([]) == {}
 
 
+def test_batches_larger_than_one_script_call_keep_order_and_lose_nothing(store: StateStore) -> None:
+    """The Redis store sends SCRIPT_CHUNK keys per script call: a batch spanning several calls must behave like
+    one (window counts in stream order across the chunk boundary, every bucket and record found)."""
+    n = 2 * state.SCRIPT_CHUNK + 37
+    # One window key, every member in order: the counts grow by one across every chunk boundary.
+    assert store.window_add([("w", f"m{i}", 1000.0 + i) for i in range(n)], 10_000) == list(range(1, n + 1))
+    store.buckets_add([(f"b{i}", f"m{i}", 1000.0 + i) for i in range(n)] + [("b5", "extra", 1.0)], 10_000)
+    got = store.buckets_get([f"b{i}" for i in range(n)] + ["missing"], 0.0, 10)
+    assert len(got) == n and got["b5"] == ["m5", "extra"] and got[f"b{n - 1}"] == [f"m{n - 1}"]
+    store.records_put({f"r{i}": str(i).encode() for i in range(n)}, 60)
+    assert store.records_get([f"r{i}" for i in range(n)]) == {f"r{i}": str(i).encode() for i in range(n)}
+
+
 def test_memory_store_expires_keys_in_wall_clock_time() -> None:
     now = [0.0]
     store = MemoryStore(clock=lambda: now[0], sweep_seconds=1)
