@@ -168,7 +168,8 @@ def batch_shingle_hashes(word_lists: Sequence[Sequence[str]], size: int) -> tupl
     once: post i's are hashes[bounds[i]:bounds[i + 1]], sorted. No Python code runs per word or shingle."""
     if not word_lists:
         return np.empty(0, dtype=np.uint64), np.zeros(1, dtype=np.int64)
-    encoded = [" ".join(words).encode("utf-8") for words in word_lists]
+    # surrogatepass: a Post built in code (not decoded from a message, which refuses them) may hold a lone surrogate
+    encoded = [" ".join(words).encode("utf-8", "surrogatepass") for words in word_lists]
     hashes, word_starts = word_hashes(b" ".join(encoded))
     post_starts = np.cumsum([0] + [len(e) + 1 for e in encoded[:-1]])  # posts are joined by one space
     lengths = np.diff(np.append(np.searchsorted(word_starts, post_starts), word_starts.shape[0]))
