@@ -104,6 +104,10 @@ class Isolator:
         self._retryable = retryable
 
     def run(self, batch_id: str, posts: list[dict[str, Any]]) -> None:
+        self._run(batch_id, posts, depth=0)
+
+    def _run(self, batch_id: str, posts: list[dict[str, Any]], depth: int) -> None:
+        """`depth`: how many larger batches holding these posts failed before (the halvings so far)."""
         if self._completed([batch_id]):
             return
         if not posts:
@@ -120,7 +124,10 @@ class Isolator:
             except Exception as exc:  # permanent: find the post responsible
                 reason, detail = "processing_failed", f"{type(exc).__name__}: {exc}"[:500]
         else:
-            reason, detail = "worker_lost", f"a worker died {runs - 1} time(s) while processing it"
+            reason = "worker_lost"
+            detail = f"its worker process died {runs - 1} time(s) running it alone"
+            if depth:
+                detail += f", after dying in the {depth} larger batch(es) that held it (isolated by halving)"
         if len(posts) == 1:
             log.error("batch %s: isolated a poison post (%s: %s)", batch_id, reason, detail[:200])
             metrics.ERRORS.labels("worker", f"poison_{reason}").inc()
@@ -128,6 +135,6 @@ class Isolator:
             return
         log.warning("batch %s (%d posts): %s; splitting it to isolate the cause", batch_id, len(posts), reason)
         middle = len(posts) // 2
-        self.run(f"{batch_id}/0", posts[:middle])
-        self.run(f"{batch_id}/1", posts[middle:])
+        self._run(f"{batch_id}/0", posts[:middle], depth + 1)
+        self._run(f"{batch_id}/1", posts[middle:], depth + 1)
         self._finish(batch_id, len(posts))

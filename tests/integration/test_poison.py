@@ -171,7 +171,7 @@ def test_a_post_that_kills_its_worker_is_isolated_and_dead_lettered_once_the_res
     assert len(letters) == 1, letters
     letter = letters[0]
     assert letter["reason"] == "worker_lost"
-    assert "worker died" in letter["detail"]
+    assert "worker process died" in letter["detail"]
     assert json.loads(letter["raw"])["id"] == poison["id"]
     assert letter["source"]["topic"] == lp.settings.pipeline.input_topic
     assert 0 <= letter["source"]["partition"] < lp.partitions and letter["source"]["offset"] >= 0
@@ -199,6 +199,9 @@ def test_a_post_that_kills_its_worker_is_isolated_and_dead_lettered_once_the_res
         f"to the post isolated; all {len(stream)} posts done {end_to_end_s:.1f} s after they were produced"
     )
     assert len(crashes) == halvings + 1
+    # The dead letter tells the whole story: one death alone, after one in each larger batch that held it.
+    assert "died 1 time(s) running it alone" in letter["detail"]
+    assert f"the {halvings} larger batch(es)" in letter["detail"]
     assert runs[top] == len(crashes) + 1
     assert halvings == math.ceil(math.log2(top_posts)) or halvings == math.floor(math.log2(top_posts))
     assert all(n == 1 for b, n in runs.items() if b != top), runs  # no other batch ran twice
