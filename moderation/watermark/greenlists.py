@@ -74,17 +74,26 @@ def check_cuda_device(scheme: str, recorded: str | None, current: str | None = N
 
 
 class _HostRows:
-    """The bitmap table in host memory (CPU detection): numpy only, no torch."""
+    """The bitmap table in host memory (CPU detection): numpy only, no torch.
 
-    def __init__(self, row_bytes: int) -> None:
-        self.data = np.zeros((0, row_bytes), dtype=np.uint8)
+    The whole bound is allocated at once, zeroed lazily by the OS (np.zeros of this size maps fresh pages):
+    only rows written take memory, and growing copies nothing. Growing a smaller array instead copied the
+    table each time and cost ~0.5 s of a 20,000-post scan."""
+
+    def __init__(self, row_bytes: int, capacity: int) -> None:
+        self.data = np.zeros((capacity, row_bytes), dtype=np.uint8)
+        self._rows = 0
 
     @property
     def rows(self) -> int:
-        return int(self.data.shape[0])
+        return self._rows
 
     def grow(self, extra: int) -> None:
-        self.data = np.concatenate([self.data, np.zeros((extra, self.data.shape[1]), dtype=np.uint8)])
+        self._rows += extra
+        if self._rows > self.data.shape[0]:  # the bound was raised after construction
+            bigger = np.zeros((self._rows, self.data.shape[1]), dtype=np.uint8)
+            bigger[: self.data.shape[0]] = self.data
+            self.data = bigger
 
     def put(self, slots: npt.NDArray[np.int64], bitmaps: npt.NDArray[np.uint8] | torch.Tensor) -> None:
         # A CUDA generator's lists arrive as a tensor on the GPU that drew them.
@@ -159,7 +168,9 @@ class GreenLists:
         if not cuda_generator:
             mt19937.check_against_torch(vocab_size, self.greenlist_size)
         self._table: _HostRows | _DeviceRows = (
-            _HostRows(self.row_bytes) if _on_cpu(self.device) else _DeviceRows(self.row_bytes, self.device)
+            _HostRows(self.row_bytes, self.capacity)
+            if _on_cpu(self.device)
+            else _DeviceRows(self.row_bytes, self.device)
         )
         self._used = 0  # slots filled so far; the table grows towards `capacity` rows
         self._slot_of: dict[int, int] = {}

@@ -242,9 +242,13 @@ def _memo_path(what: str, n: int, size: int) -> Path | None:
     version = installed_torch_version()
     if version is None:
         return None  # nothing to key a memo by: always run the check
+    try:
+        folder = cache_dir()
+    except RuntimeError:  # no home directory to hold a cache (a service account without one)
+        return None
     key = f"{what} n={n} size={size} torch={version} kernels={_kernel_digest()}"
     name = hashlib.sha256(key.encode()).hexdigest()[:32]
-    return cache_dir() / "torch-checks" / f"{name}.ok"
+    return folder / "torch-checks" / f"{name}.ok"
 
 
 def _record_pass(path: Path) -> None:
@@ -258,9 +262,16 @@ def _record_pass(path: Path) -> None:
         pass
 
 
+def _remembered(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # an unreadable cache folder: as if nothing were remembered
+        return False
+
+
 def _memoized(what: str, n: int, size: int, check: Callable[[], None]) -> None:
     path = _memo_path(what, n, size)
-    if path is not None and path.is_file():
+    if path is not None and _remembered(path):
         return
     check()
     if path is not None:

@@ -110,6 +110,17 @@ def test_a_tensor_table_answers_as_the_numpy_table(capacity: int) -> None:
     assert 0.15 < np.concatenate(host).mean() < 0.35
 
 
+def test_the_numpy_table_follows_a_bound_raised_after_construction() -> None:
+    """The numpy table allocates its bound up front; a bound raised later must still hold every list."""
+    raised = GreenLists(1000, 0.25, cuda_generator=False, device="cpu", cache_bytes=16 * 125)
+    raised.capacity = 4096
+    roomy = GreenLists(1000, 0.25, cuda_generator=False, device="cpu", cache_bytes=4096 * 125)
+    got = grouped_lookups(raised, np.random.default_rng(8), 3)
+    expected = grouped_lookups(roomy, np.random.default_rng(8), 3)
+    assert all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
+    assert raised.derived == roomy.derived > 16  # nothing evicted: all lists fitted
+
+
 def test_cuda_generator_lists_are_packed_as_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
     """A CUDA generator's lists are drawn by torch and bit-packed on the GPU; here a CPU draw stands in."""
     vocab, size = 1003, 250  # not a multiple of 8: the last byte is partly padding

@@ -157,6 +157,18 @@ def test_an_unwritable_cache_only_means_checking_every_time(monkeypatch: pytest.
         mt19937.check_against_torch(30522, 7630)
 
 
+def test_without_a_home_directory_the_check_runs_every_time(monkeypatch: pytest.MonkeyPatch, fresh_memos: Path) -> None:
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(mt19937, "cache_dir", no_home)
+    mt19937.check_against_torch(30522, 7630)
+    mt19937.check_against_torch.cache_clear()
+    shift_randperm(monkeypatch)
+    with pytest.raises(TorchMismatch):
+        mt19937.check_against_torch(30522, 7630)
+
+
 def test_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv(mt19937.CACHE_DIR_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
