@@ -64,6 +64,9 @@ class Endpoints(BaseSettings):
     redis_url: str = DEFAULT_REDIS_URL
     # Where the flood and rate plugins keep their windows in the workers (`state = "auto"`).
     state_url: str = DEFAULT_STATE_URL
+    # Prefixes every state key of plugins that set no `state_prefix` of their own: deployments (or test runs)
+    # sharing one Redis keep apart by giving each its own.
+    state_prefix: str = "moderation:"
 
     @field_validator("kafka_api_version", mode="before")
     @classmethod

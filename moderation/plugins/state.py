@@ -412,7 +412,8 @@ class StateOptions(PluginOptions):
 
     # "auto": memory in a lone process (`moderation scan`), Redis in the workers; or "memory", or a redis:// URL.
     state: str = "auto"
-    state_prefix: str = DEFAULT_PREFIX
+    # Prefix of this plugin's Redis keys; unset: the deployment's, $MODERATION_STATE_PREFIX ("moderation:").
+    state_prefix: str | None = None
 
     @field_validator("state")
     @classmethod
@@ -435,7 +436,8 @@ def store_from_options(options: StateOptions, plugin: str = "plugin") -> StateSt
                 'use "auto" or a redis:// URL'
             )
         return MemoryStore()
-    return RedisStore(state, prefix=options.state_prefix)
+    prefix = options.state_prefix if options.state_prefix is not None else Endpoints.from_env().state_prefix
+    return RedisStore(state, prefix=prefix)
 
 
 def event_seconds(post: Post, now: float) -> float:

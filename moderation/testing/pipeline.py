@@ -61,6 +61,9 @@ class LocalPipeline:
     workdir: Path
     config_text: str
     database_name: str = field(default_factory=lambda: f"moderation_local_{uuid.uuid4().hex[:8]}")
+    # The plugins' shared state (flood buckets, rate windows) under a prefix of this pipeline's own, deleted at
+    # stop: a run must not see an earlier run's posts as near-duplicates of its own.
+    state_prefix: str = field(default_factory=lambda: f"moderation-local-{uuid.uuid4().hex[:8]}:")
     keep_database: bool = False
     worker_concurrency: int = 1
     partitions: int = 3
@@ -135,6 +138,7 @@ class LocalPipeline:
             MODERATION_CELERY_BROKER=self.endpoints.celery_broker,
             MODERATION_CELERY_BACKEND=self.endpoints.celery_backend,
             MODERATION_REDIS_URL=self.endpoints.redis_url,
+            MODERATION_STATE_PREFIX=self.state_prefix,
         )
         return env
 
@@ -245,6 +249,7 @@ class LocalPipeline:
             self.broker.stop()
             self.broker = None
         self._delete_celery_queue()
+        self._delete_state()
         if self.endpoints is not None and not self.keep_database:
             # PostgreSQL may be what a test stopped; then there is nothing to clean.
             with contextlib.suppress(Exception):
@@ -261,6 +266,18 @@ class LocalPipeline:
 
         with contextlib.suppress(Exception), Connection(self.endpoints.celery_broker, connect_timeout=5) as conn:
             conn.default_channel.queue_delete(self.settings.pipeline.celery_queue)
+
+    def _delete_state(self) -> None:
+        if self.endpoints is None or self.keep_database:
+            return
+        import redis
+
+        with contextlib.suppress(Exception):  # Redis may be what a test stopped
+            client = redis.Redis.from_url(self.endpoints.state_url, socket_connect_timeout=5, socket_timeout=10)
+            keys = list(client.scan_iter(match=f"{self.state_prefix}*", count=10_000))
+            for start in range(0, len(keys), 10_000):
+                client.delete(*keys[start : start + 10_000])
+            client.close()
 
     # ---- using it ---------------------------------------------------------------------------------
     def produce(self, posts: Iterable[dict[str, Any] | bytes], topic: str | None = None) -> int:

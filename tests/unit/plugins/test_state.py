@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import pytest
 
@@ -147,6 +148,17 @@ def test_store_from_options() -> None:
     assert isinstance(store_from_options(StateOptions(state="memory")), MemoryStore)
     redis_store = store_from_options(StateOptions(state=REDIS_URL, state_prefix="x:"))  # connects lazily
     assert isinstance(redis_store, RedisStore) and redis_store.prefix == "x:"
+
+
+def test_a_plugin_without_its_own_prefix_takes_the_deployments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two deployments (or two test pipelines) on one Redis: each keeps its keys apart with its own prefix."""
+    assert cast(RedisStore, store_from_options(StateOptions(state=REDIS_URL))).prefix == "moderation:"
+    monkeypatch.setenv("MODERATION_STATE_PREFIX", "site-b:")
+    assert cast(RedisStore, store_from_options(StateOptions(state=REDIS_URL))).prefix == "site-b:"
+    assert cast(RedisStore, store_from_options(StateOptions(state=REDIS_URL, state_prefix="own:"))).prefix == "own:"
+
+
+def test_bad_store_options_are_refused_without_echoing_secrets() -> None:
     settings = parse_settings({})
     with pytest.raises(PluginError, match=r"plugins\.flood\.state") as info:
         build_plugin("flood", settings, {"state": "mysql://user:secret@db"})
