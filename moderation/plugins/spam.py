@@ -99,8 +99,10 @@ _WORD = re.compile(r"[^\W_]+")
 _CHAR_RUN = re.compile(r"([^\s\d])\1{3,}", re.IGNORECASE)
 
 
-def _mask(text: str, spans: Iterable[tuple[int, int]]) -> str:
+def _mask(text: str, spans: Sequence[tuple[int, int]]) -> str:
     """The text with the spans blanked out, so that URLs do not count as words, letters or repetition."""
+    if not spans:
+        return text
     chars = list(text)
     for start, end in spans:
         chars[start:end] = " " * (end - start)
@@ -206,7 +208,7 @@ class SpamPlugin(Plugin):
 
     def score_text(self, text: str) -> Signal:
         links = find_links(text, self._configured)
-        prose = _mask(text, ((link.start, link.end) for link in links))
+        prose = _mask(text, [(link.start, link.end) for link in links])
         if not links and not _has_letter(prose):
             return self.abstain("empty")
 
@@ -214,8 +216,12 @@ class SpamPlugin(Plugin):
         shortened = [link for link in links if domain_matches(link.host, self.shorteners)]
         blocked = [link for link in links if domain_matches(link.host, self.blocked_domains)]
         words = _WORD.findall(prose.lower())
-        trigrams = list(zip(words, words[1:], words[2:], strict=False))
-        repeated = 1.0 - len(set(trigrams)) / len(trigrams) if len(trigrams) >= MIN_TRIGRAMS else 0.0
+        trigrams = len(words) - 2
+        repeated = (
+            1.0 - len(set(zip(words, words[1:], words[2:], strict=False))) / trigrams
+            if trigrams >= MIN_TRIGRAMS
+            else 0.0
+        )
         longest_run = _longest_char_run(prose)
         upper, cased = _case_counts(prose)
         upper_ratio = upper / cased if cased else 0.0
