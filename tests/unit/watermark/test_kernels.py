@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers.generation.logits_process import WatermarkLogitsProcessor
 
-from moderation.watermark import kernels
+from moderation.watermark import kernels, scoring
 from moderation.watermark.scoring import score_tokens
 from moderation.watermark.seeding import LM_WATERMARKING_TABLE_SEED, TABLE_SIZE
 
@@ -133,3 +133,21 @@ def test_pairs_count_each_seed_and_target_once_as_the_generators_seed(fields: di
     assert scored.counted.tolist() == expected
     ngram_counted = score_tokens(posts, seeder, greenlists, counting="ngrams").counted
     assert int(scored.counted.sum()) < int(ngram_counted.sum())  # distinct n-grams really share pairs here
+
+
+@pytest.mark.parametrize("vocab", [50, 2**31 - 1])  # one int64 key per n-gram, and too wide for one: sorting
+def test_first_ngram_occurrences_both_ways(vocab: int) -> None:
+    rng = np.random.default_rng(4)
+    per_post = [0, 7, 30, 1, 25]
+    post = np.repeat(np.arange(len(per_post)), per_post).astype(np.int64)
+    ngrams = rng.integers(0, 3, (len(post), 3)).astype(np.int64) * (vocab // 3)  # few distinct rows: repeats
+    uses_one_key = len(per_post) * vocab**3 < 2**62
+    assert uses_one_key == (vocab == 50)
+    seen: set[tuple[int, ...]] = set()
+    expected = []
+    for p, row in zip(post.tolist(), ngrams.tolist(), strict=True):
+        expected.append((p, *row) not in seen)
+        seen.add((p, *row))
+    got = scoring._first_occurrences(post, ngrams, vocab, len(per_post))
+    assert got.tolist() == expected
+    assert 0 < sum(expected) < len(expected)
