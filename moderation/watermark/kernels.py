@@ -115,6 +115,40 @@ def dense_distinct(values: npt.NDArray[np.int64], bound: int) -> tuple[npt.NDArr
 
 
 @numba.njit(cache=True)
+def distinct_inverse(keys: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(distinct keys in order of first appearance, inverse) with distinct[inverse] == keys: np.unique's
+    grouping without its sort. Any int64 keys; the table holds indices into `distinct`, so no key value is
+    reserved. Selfhash batches repeat their (seed, token) pairs ~40x over, so the table stays small and hot."""
+    n = keys.shape[0]
+    size = hash_table_size(n)
+    mask = size - 1
+    bits = 0
+    while (1 << bits) < size:
+        bits += 1
+    shift = np.uint64(64 - bits)  # the top log2(size) bits of the product: Fibonacci hashing's best bits
+    slot_of = np.full(size, _EMPTY, dtype=np.int64)
+    distinct = np.empty(n, dtype=np.int64)
+    inverse = np.empty(n, dtype=np.int64)
+    count = 0
+    for i in range(n):
+        k = keys[i]
+        slot = np.int64((np.uint64(k) * np.uint64(0x9E3779B97F4A7C15)) >> shift) & mask
+        while True:
+            j = slot_of[slot]
+            if j == _EMPTY:
+                slot_of[slot] = count
+                distinct[count] = k
+                inverse[i] = count
+                count += 1
+                break
+            if distinct[j] == k:
+                inverse[i] = j
+                break
+            slot = (slot + 1) & mask
+    return distinct[:count].copy(), inverse
+
+
+@numba.njit(cache=True)
 def gather_green(
     table: npt.NDArray[np.uint8],
     slots: npt.NDArray[np.int64],

@@ -151,3 +151,18 @@ def test_first_ngram_occurrences_both_ways(vocab: int) -> None:
     got = scoring._first_occurrences(post, ngrams, vocab, len(per_post))
     assert got.tolist() == expected
     assert 0 < sum(expected) < len(expected)
+
+
+def test_distinct_inverse_groups_as_unique() -> None:
+    rng = np.random.default_rng(6)
+    for n, values in ((0, [1]), (1, [5]), (1000, [-(2**63), -1, 0, 2**63 - 1]), (200_000, None)):
+        keys = (
+            rng.choice(np.array(values, dtype=np.int64), n)
+            if values is not None
+            else rng.integers(0, 2**40, n // 40)[rng.integers(0, n // 40, n)].astype(np.int64)
+        )
+        distinct, inverse = kernels.distinct_inverse(keys)
+        assert np.array_equal(distinct[inverse], keys)
+        assert np.array_equal(np.sort(distinct), np.unique(keys))  # each value once
+        if n:
+            assert inverse[0] == 0 and np.all(np.diff(np.maximum.accumulate(inverse)) <= 1)  # first-seen order
