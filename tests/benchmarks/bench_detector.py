@@ -43,7 +43,7 @@ def detection_step(
 ) -> np.ndarray:
     """Token ids in, exact p-values out: what the detector does after tokenizing."""
     tokens = score_tokens(ids, seeder, greenlists, counting=scheme.repeat_counting)
-    scored, green = (t.numpy() for t in tokens.counts())
+    scored, green = tokens.counts()
     z_scores(green, scored, scheme.greenlist_ratio)
     return log_binomial_tail(green, scored, scheme.greenlist_ratio)
 

@@ -126,7 +126,7 @@ def measure(scheme: WatermarkScheme, posts: list[list[int]]) -> dict[str, float]
     def scored(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         greenlists = fresh_greenlists(scheme, 64 << 20)
         arrays = [np.array(s, dtype=np.int64) for s in seqs]
-        s, g = (t.numpy() for t in score_tokens(arrays, seeder, greenlists, counting=scheme.repeat_counting).counts())
+        s, g = score_tokens(arrays, seeder, greenlists, counting=scheme.repeat_counting).counts()
         return (
             g / np.maximum(s, 1),
             z_scores(g, s, scheme.greenlist_ratio),
