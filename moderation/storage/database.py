@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from moderation.endpoints import redacted
 from moderation.errors import StorageRejected, StorageUnavailable
+from moderation.storage.jsonb import dumps_text
 
 # SQLSTATE classes (or codes) that mean "this content can never be stored": retrying is useless, so the
 # post is dead-lettered. 22: data exception (value too long, NUL in text or JSON, bad encoding);
@@ -70,7 +71,12 @@ def database_url(url: str | URL) -> URL:
 def make_engine(url: str, pool_size: int = 5) -> Engine:
     # pool_pre_ping: a connection that died while PostgreSQL restarted is replaced instead of failing a batch.
     return create_engine(
-        database_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, future=True
+        database_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        future=True,
+        json_serializer=dumps_text,
     )
 
 

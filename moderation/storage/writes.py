@@ -23,7 +23,6 @@ ignore a stale one (several relays can publish out of order).
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from sqlalchemy.dialects.postgresql import insert
 from moderation.errors import StorageUnavailable
 from moderation.posts import Post
 from moderation.signals import Verdict
+from moderation.storage.jsonb import dumps_bytes
 from moderation.storage.models import BatchReceiptRow, OutboxRow, PostRevisionRow, PostRow, SignalRow, VerdictRow
 
 Key = tuple[str, str]  # (tenant, post_id)
@@ -196,7 +196,7 @@ def _known_hashes(conn: Connection, keys: Sequence[Key]) -> dict[Key, set[str]]:
 def verdict_message(verdict: Verdict, revision: int) -> bytes:
     """The verdict topic's message (version 1): the verdict with its revision, without the evidence."""
     body = {"v": VERDICT_FORMAT_VERSION, **verdict.to_json(with_evidence=False), "revision": revision}
-    return json.dumps(json_safe(body), separators=(",", ":"), allow_nan=False).encode()
+    return dumps_bytes(body)
 
 
 def message_key(tenant: str, post_id: str) -> bytes:
@@ -358,8 +358,8 @@ def store_batch(
             "reason": s.reason,
             "finding": s.finding,
             "degraded": s.degraded,
-            "details": json_safe(s.details),
-            "evidence": json_safe(s.evidence),
+            "details": s.details,  # JSONB binds go through storage.jsonb (NaN as null), the engine's serializer
+            "evidence": s.evidence,
         }
         for r in made
         for s in verdicts[r.index].signals  # type: ignore[union-attr]
@@ -432,25 +432,3 @@ def receipt_counts(conn: Connection, batch_id: str) -> dict[str, int] | None:
     if r is None:
         return None
     return {"posts": r.posts, "stored": r.stored, "redelivered": r.redelivered, "dead_lettered": r.dead_lettered}
-
-
-def json_safe(value: Any) -> Any:
-    """JSONB refuses NaN and infinities: store them as null rather than failing the batch."""
-    if isinstance(value, dict | list | tuple):
-        try:
-            # The common case, checked at C speed: nothing to clean (evidence is thousands of small lists).
-            json.dumps(value, allow_nan=False)
-            return value
-        except (ValueError, TypeError):
-            pass
-    return _cleaned(value)
-
-
-def _cleaned(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _cleaned(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_cleaned(v) for v in value]
-    return value
