@@ -33,6 +33,10 @@ def make_app(settings: Settings | None = None, endpoints: Endpoints | None = Non
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
+        # A batch killed at the hard time limit (a hang the soft limit could not interrupt, e.g. in native code)
+        # goes back to the broker at once, like one whose worker died: its next run counts the lost attempt and
+        # starts halving it (workers/isolation.py), instead of waiting minutes for the consumer's resend.
+        task_acks_on_timeout=False,
         worker_prefetch_multiplier=1,
         task_default_queue=p.celery_queue,
         task_soft_time_limit=p.task_soft_time_limit_s,

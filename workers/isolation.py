@@ -125,7 +125,7 @@ class Isolator:
                 reason, detail = "processing_failed", f"{type(exc).__name__}: {exc}"[:500]
         else:
             reason = "worker_lost"
-            detail = f"its worker process died {runs - 1} time(s) running it alone"
+            detail = f"its worker process died (or was killed at the time limit) {runs - 1} time(s) running it alone"
             if depth:
                 detail += f", after dying in the {depth} larger batch(es) that held it (isolated by halving)"
         if len(posts) == 1:

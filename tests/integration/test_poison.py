@@ -38,21 +38,25 @@ from workers.consumer import resend_after
 
 pytestmark = pytest.mark.integration
 
-# In no ordinary post: the plugin below crashes its process on any batch that holds it.
+# In no ordinary post: the plugin below crashes its process on any batch that holds it, or hangs it.
 MARKER = "zz-poison-7f3a9c"
+HANG_MARKER = "zz-hang-41be02"
 BATCH_MAX_POSTS = 32
 ORDINARY_POSTS = 150
 
 KILLER_SOURCE = f'''
-"""A third party's plugin with a fatal bug: one kind of post kills the process that evaluates it, the way a
-crash in native code or the kernel's out-of-memory killer would (no exception, no cleanup)."""
+"""A third party's plugin with fatal bugs: one kind of post kills the process that evaluates it, the way a
+crash in native code or the kernel's out-of-memory killer would (no exception, no cleanup); another hangs it
+where Celery's soft time limit cannot interrupt it (its signal blocked, as in a long call into native code)."""
 import os
 import signal
+import time
 from typing import ClassVar
 
 from moderation.plugins import NoDetails, Plugin
 
 MARKER = {MARKER!r}
+HANG_MARKER = {HANG_MARKER!r}
 
 
 class KillerPlugin(Plugin):
@@ -64,6 +68,9 @@ class KillerPlugin(Plugin):
     def evaluate(self, posts):
         if any(MARKER in post.text for post in posts):
             os.kill(os.getpid(), signal.SIGKILL)
+        if any(HANG_MARKER in post.text for post in posts):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGUSR1}})  # Celery's soft time limit signal
+            time.sleep(3600)
         return [[self.signal(score=0.0, label="fine", details=NoDetails())] for _ in posts]
 '''
 
@@ -102,10 +109,13 @@ def poison_pipeline(tmp_path: Path, killer_site: Path, monkeypatch: pytest.Monke
     # PYTHONPATH is how its entry point is found, as on a platform that installed it beside the project.
     paths = [str(killer_site), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
-    config = pipeline_config(batch_max_posts=BATCH_MAX_POSTS)
-    config += '\n[plugins.tenants.acme]\nenabled = ["watermark", "spam", "killer"]\n'
-    with LocalPipeline(tmp_path, config) as lp:
+    with LocalPipeline(tmp_path, killer_config(batch_max_posts=BATCH_MAX_POSTS)) as lp:
         yield lp
+
+
+def killer_config(**pipeline: Any) -> str:
+    config = pipeline_config(**pipeline)
+    return config + '\n[plugins.tenants.acme]\nenabled = ["watermark", "spam", "killer"]\n'
 
 
 def dead_letters(lp: LocalPipeline, expect: int, timeout: float) -> list[dict[str, Any]]:
@@ -200,7 +210,7 @@ def test_a_post_that_kills_its_worker_is_isolated_and_dead_lettered_once_the_res
     )
     assert len(crashes) == halvings + 1
     # The dead letter tells the whole story: one death alone, after one in each larger batch that held it.
-    assert "died 1 time(s) running it alone" in letter["detail"]
+    assert "1 time(s) running it alone" in letter["detail"]
     assert f"the {halvings} larger batch(es)" in letter["detail"]
     assert runs[top] == len(crashes) + 1
     assert halvings == math.ceil(math.log2(top_posts)) or halvings == math.floor(math.log2(top_posts))
@@ -212,3 +222,55 @@ def test_a_post_that_kills_its_worker_is_isolated_and_dead_lettered_once_the_res
     assert lp.consumer is not None and lp.consumer.poll() is None
     assert lp.worker is not None and lp.worker.poll() is None
     no_tracebacks(lp)
+
+
+HANG_BATCH_POSTS = 16
+# Soft limit 2 s (blocked by the hanging plugin), hard limit 4 s: each run of a batch holding the post is killed.
+HANG_LIMITS = {"task_soft_time_limit_s": 2, "task_time_limit_s": 4}
+HARD_LIMIT = re.compile(r"^\[([\d-]+ [\d:,]+): ERROR/MainProcess\] Hard time limit \(4s\) exceeded", re.M)
+
+
+def test_a_post_that_hangs_past_the_hard_time_limit_is_isolated_by_the_brokers_requeue(
+    tmp_path: Path, killer_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hang is killed at the hard time limit; the batch goes straight back to RabbitMQ (task_acks_on_timeout
+    off) and is halved like a crash. Acknowledged instead, it would wait for the consumer's resend
+    (`resend_after`, 30 s here and minutes by default) at every halving."""
+    paths = [str(killer_site), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+    config = killer_config(batch_max_posts=HANG_BATCH_POSTS, **HANG_LIMITS)
+    with LocalPipeline(tmp_path, config) as lp:
+        texts = human_posts(41, seed=23)
+        ordinary = [make_post(i, t) for i, t in enumerate(texts[:40])]
+        hang = make_post(40, f"{texts[-1]} {HANG_MARKER}")
+        stream = [*ordinary[:20], hang, *ordinary[20:]]
+        assert lp.count_verdicts() == 0
+
+        started = time.monotonic()
+        lp.produce(stream)
+        lp.wait_for(len(ordinary), timeout=150)
+        assert dead_letters(lp, expect=1, timeout=60), "the hanging post was not dead-lettered within 60 s"
+        wait_until(lambda: sum(committed_offsets(lp).values()) == len(stream), 30, "every offset to be committed")
+        elapsed = time.monotonic() - started
+        time.sleep(2)
+
+        letters = dead_letters(lp, expect=2, timeout=3)
+        assert len(letters) == 1, letters
+        assert letters[0]["reason"] == "worker_lost"
+        assert "killed at the time limit" in letters[0]["detail"]
+        assert json.loads(letters[0]["raw"])["id"] == hang["id"]
+        assert sorted(stored(lp)) == sorted(p["id"] for p in ordinary)
+        assert lp.count_verdicts() == len(ordinary)
+
+        kills = log_times(lp, HARD_LIMIT)
+        (isolated,) = [r for r in receipts(lp) if r["dead_lettered"]]
+        halvings = isolated["batch_id"].count("/")
+        print(
+            f"\nhang isolation: {len(kills)} hard time-limit kills, {halvings} halvings ({isolated['batch_id']}); "
+            f"all {len(stream)} posts done in {elapsed:.1f} s"
+        )
+        assert len(kills) == halvings + 1  # one kill per halving, plus the run alone
+        # Every halving waited only for the kill and a redelivery, never for the consumer's resend.
+        assert elapsed < (len(kills) + 1) * resend_after(lp.settings) / 2
+        assert lp.consumer is not None and lp.consumer.poll() is None
+        no_tracebacks(lp)
