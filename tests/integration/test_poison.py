@@ -15,8 +15,6 @@ import json
 import math
 import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -33,7 +31,7 @@ from moderation.testing.synthetic import human_posts
 from tests.integration.conftest import make_post, metric_value, pipeline_config
 from tests.integration.test_pipeline import committed_offsets, read_topic, stored, wait_until
 from tests.integration.test_pipeline_faults import no_tracebacks
-from tests.unit.plugins.test_third_party import _write_package
+from tests.unit.plugins.test_third_party import _write_package, install_packages
 from workers.consumer import resend_after
 
 pytestmark = pytest.mark.integration
@@ -82,35 +80,45 @@ def killer_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     package = _write_package(
         root, "killer-plugin", "killer_plugin", KILLER_SOURCE, {"killer": "killer_plugin:KillerPlugin"}
     )
-    target = root / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(package),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    return target
+    return install_packages([package], root / "site")
 
 
 @pytest.fixture
 def poison_pipeline(tmp_path: Path, killer_site: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalPipeline]:
-    # LocalPipeline's processes inherit this process's environment (LocalPipeline.env): the plugin's folder on
-    # PYTHONPATH is how its entry point is found, as on a platform that installed it beside the project.
-    paths = [str(killer_site), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+    on_pythonpath(killer_site, monkeypatch)
     with LocalPipeline(tmp_path, killer_config(batch_max_posts=BATCH_MAX_POSTS)) as lp:
         yield lp
+
+
+def on_pythonpath(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LocalPipeline's processes inherit this process's environment (LocalPipeline.env): the plugin's folder on
+    PYTHONPATH is how its entry point is found, as on a platform that installed it beside the project."""
+    paths = [str(site), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+
+
+def the_one_dead_letter(lp: LocalPipeline, post: dict[str, Any]) -> dict[str, Any]:
+    """The dead-letter topic holds exactly one message, for this post, saying its worker was lost."""
+    letters = dead_letters(lp, expect=2, timeout=3)
+    assert len(letters) == 1, letters
+    assert letters[0]["reason"] == "worker_lost"
+    assert json.loads(letters[0]["raw"])["id"] == post["id"]
+    return letters[0]
+
+
+def run_to_the_end(lp: LocalPipeline, stream: list[dict[str, Any]], ordinary: int) -> float:
+    """Produce the stream; wait for the ordinary posts' verdicts, a dead letter and every offset committed.
+    Returns the seconds that took."""
+    started = time.monotonic()
+    lp.produce(stream)
+    # wait_for raises at once if the consumer or the worker's main process exits.
+    lp.wait_for(ordinary, timeout=150)
+    assert dead_letters(lp, expect=1, timeout=60), "the bad post was not dead-lettered within 60 s"
+    # Every offset committed: the consumer saw every batch durable, the poisoned one included.
+    wait_until(lambda: sum(committed_offsets(lp).values()) == len(stream), 30, "every offset to be committed")
+    elapsed = time.monotonic() - started
+    time.sleep(2)  # a second dead letter or a late duplicate verdict would have landed by now
+    return elapsed
 
 
 def killer_config(**pipeline: Any) -> str:
@@ -166,23 +174,11 @@ def test_a_post_that_kills_its_worker_is_isolated_and_dead_lettered_once_the_res
     assert dead_letters(lp, expect=1, timeout=1) == []
     assert log_times(lp, CRASH) == []
 
-    started = time.monotonic()
-    lp.produce(stream)
-    # wait_for raises at once if the consumer or the worker's main process exits.
-    lp.wait_for(len(ordinary), timeout=120)
-    assert dead_letters(lp, expect=1, timeout=60), "the poison post was not dead-lettered within 60 s"
-    # Every offset committed: the consumer saw every batch durable, the poisoned one included.
-    wait_until(lambda: sum(committed_offsets(lp).values()) == len(stream), 30, "every offset to be committed")
-    end_to_end_s = time.monotonic() - started
-    time.sleep(2)  # a second dead letter or a late duplicate verdict would have landed by now
+    end_to_end_s = run_to_the_end(lp, stream, len(ordinary))
 
     # The poison post: dead-lettered exactly once, saying its worker died, with where it came from.
-    letters = dead_letters(lp, expect=2, timeout=3)
-    assert len(letters) == 1, letters
-    letter = letters[0]
-    assert letter["reason"] == "worker_lost"
+    letter = the_one_dead_letter(lp, poison)
     assert "worker process died" in letter["detail"]
-    assert json.loads(letter["raw"])["id"] == poison["id"]
     assert letter["source"]["topic"] == lp.settings.pipeline.input_topic
     assert 0 <= letter["source"]["partition"] < lp.partitions and letter["source"]["offset"] >= 0
 
@@ -236,8 +232,7 @@ def test_a_post_that_hangs_past_the_hard_time_limit_is_isolated_by_the_brokers_r
     """A hang is killed at the hard time limit; the batch goes straight back to RabbitMQ (task_acks_on_timeout
     off) and is halved like a crash. Acknowledged instead, it would wait for the consumer's resend
     (`resend_after`, 30 s here and minutes by default) at every halving."""
-    paths = [str(killer_site), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+    on_pythonpath(killer_site, monkeypatch)
     config = killer_config(batch_max_posts=HANG_BATCH_POSTS, **HANG_LIMITS)
     with LocalPipeline(tmp_path, config) as lp:
         texts = human_posts(41, seed=23)
@@ -246,19 +241,9 @@ def test_a_post_that_hangs_past_the_hard_time_limit_is_isolated_by_the_brokers_r
         stream = [*ordinary[:20], hang, *ordinary[20:]]
         assert lp.count_verdicts() == 0
 
-        started = time.monotonic()
-        lp.produce(stream)
-        lp.wait_for(len(ordinary), timeout=150)
-        assert dead_letters(lp, expect=1, timeout=60), "the hanging post was not dead-lettered within 60 s"
-        wait_until(lambda: sum(committed_offsets(lp).values()) == len(stream), 30, "every offset to be committed")
-        elapsed = time.monotonic() - started
-        time.sleep(2)
+        elapsed = run_to_the_end(lp, stream, len(ordinary))
 
-        letters = dead_letters(lp, expect=2, timeout=3)
-        assert len(letters) == 1, letters
-        assert letters[0]["reason"] == "worker_lost"
-        assert "killed at the time limit" in letters[0]["detail"]
-        assert json.loads(letters[0]["raw"])["id"] == hang["id"]
+        assert "killed at the time limit" in the_one_dead_letter(lp, hang)["detail"]
         assert sorted(stored(lp)) == sorted(p["id"] for p in ordinary)
         assert lp.count_verdicts() == len(ordinary)
 

@@ -102,6 +102,13 @@ class WrongType(Plugin):              # declares everything, then returns dicts,
 """
 
 
+def install_packages(packages: list[Path], target: Path) -> Path:
+    """pip-install package folders into a target folder of their own, as a platform installs plugins."""
+    command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target"]
+    subprocess.run([*command, str(target), *map(str, packages)], check=True, capture_output=True, timeout=300)
+    return target
+
+
 def _write_package(root: Path, name: str, module: str, source: str, entry_points: dict[str, str]) -> Path:
     pkg = root / name
     (pkg / module).mkdir(parents=True)
@@ -145,25 +152,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             "wrongtype": "broken_plugins:WrongType",
         },
     )
-    target = root / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-build-isolation",
-            "--target",
-            str(target),
-            str(good),
-            str(broken),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
+    target = install_packages([good, broken], root / "site")
     sys.path.insert(0, str(target))
     importlib.invalidate_caches()
     load_plugin_class.cache_clear()
