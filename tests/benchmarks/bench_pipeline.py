@@ -80,6 +80,36 @@ def analyze(lp: LocalPipeline) -> None:
     engine.dispose()
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# Which process a command line belongs to: the pipeline's own, and the services on this machine.
+_ROLES = (
+    ("cli worker", "worker"),
+    ("cli consume", "consumer"),
+    ("cli relay", "relay"),
+    ("postgres", "PostgreSQL"),
+    ("redis-server", "Redis"),
+    ("tansu", "Kafka broker"),
+    ("beam.smp", "RabbitMQ"),
+    ("bench_pipeline", "this benchmark (producer)"),
+)
+
+
+def cpu_by_role() -> dict[str, float]:
+    """CPU seconds (user + system) so far of every process on the machine, summed by role (from /proc)."""
+    out: dict[str, float] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        fields = stat[stat.rindex(")") + 2 :].split()
+        seconds = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        role = next((name for needle, name in _ROLES if needle in command), "other")
+        out[role] = out.get(role, 0.0) + seconds
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--posts", type=int, default=20000, help="posts for the throughput run")
@@ -131,6 +161,7 @@ def main() -> None:
 
         producer = make_producer(lp.endpoints)
         topic = lp.settings.pipeline.input_topic
+        cpu_before = cpu_by_role()
         started = time.time()
         for i, body in enumerate(texts):
             producer.send(topic, json.dumps(post(i, body, "max")).encode())
@@ -138,6 +169,7 @@ def main() -> None:
         produced_in = time.time() - started
         lp.wait_for(500 + len(texts), timeout=900)
         rate = len(texts) / (last_commit(lp, "max") - started)
+        cpu_after = cpu_by_role()
 
         half = rate / 2
         n = int(half * args.latency_seconds)
@@ -157,6 +189,17 @@ def main() -> None:
     print(f"  end to end (Kafka -> verdict committed in PostgreSQL): {rate:,.0f} posts/s")
     print(f"  moderation engine alone, same posts, one process:      {engine_rate:,.0f} posts/s")
     print(f"  pipeline / engine: {rate / engine_rate:.0%}")
+    # What bounds it: CPU per post of every process during the throughput run (a process that started or
+    # ended meanwhile counts what it used in between).
+    spent = {role: cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0) for role in cpu_after}
+    total = sum(spent.values())
+    cores = os.cpu_count() or 1
+    print(
+        f"  CPU per post, all processes: {total / len(texts) * 1000:.2f} ms -> ceiling on {cores} cores: "
+        f"{cores / (total / len(texts)):,.0f} posts/s"
+    )
+    for role, seconds in sorted(spent.items(), key=lambda kv: -kv[1]):
+        print(f"    {role:28s} {seconds / len(texts) * 1000:6.3f} ms")
     print(f"\nlatency at half that rate ({half:,.0f} posts/s for {args.latency_seconds:.0f} s, {len(lat)} posts):")
     print(
         f"  p50 {np.percentile(lat, 50) * 1000:,.0f} ms   p99 {np.percentile(lat, 99) * 1000:,.0f} ms   "
