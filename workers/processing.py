@@ -32,10 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from moderation import metrics
-from moderation.errors import InvalidPost, StorageRejected
+from moderation.errors import InvalidPost, StorageRejected, StorageUnavailable
 from moderation.posts import Post, post_from_json
 from moderation.signals import Verdict
 from moderation.storage.database import translate_errors
+from moderation.storage.statistics import analyze_unanalyzed
 from moderation.storage.writes import (
     Source,
     StoredBatch,
@@ -166,9 +167,32 @@ def process_batch(runtime: Runtime, payload: dict[str, Any]) -> dict[str, int]:
         log.warning("batch %s: PostgreSQL refused a post (%s); storing post by post", batch_id, exc.detail)
         counts, stored = _store(runtime, batch_id, batch, verdicts, isolate=True)
     metrics.STORE_SECONDS.observe(time.perf_counter() - started)
+    _keep_statistics(runtime)
     runtime.engine.observe([v for r in stored for v in [verdicts[r]] if v is not None])
     metrics.REDELIVERED.inc(counts["redelivered"])
     return counts
+
+
+# How often a worker process checks that the tables it writes have planner statistics: one catalog query of
+# about a millisecond; often enough that a table without statistics is analyzed within seconds of holding rows.
+STATISTICS_CHECK_S = 10.0
+
+
+def _keep_statistics(runtime: Runtime) -> None:
+    """Analyze the written tables that never were (moderation/storage/statistics.py says why), at most once
+    per STATISTICS_CHECK_S per process; a failure here never fails the batch, which is stored already."""
+    now = time.monotonic()
+    if now - runtime.statistics_checked_at < STATISTICS_CHECK_S:
+        return
+    runtime.statistics_checked_at = now
+    try:
+        with translate_errors(), runtime.db.begin() as conn:
+            analyzed = analyze_unanalyzed(conn)
+    except (StorageUnavailable, StorageRejected) as exc:
+        log.warning("could not check the tables' planner statistics: %s", exc)
+        return
+    if analyzed:
+        log.info("analyzed %s: they had rows but no planner statistics (autovacuum off or not yet run)", analyzed)
 
 
 def _store(

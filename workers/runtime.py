@@ -30,6 +30,8 @@ class Runtime:
     db: sqlalchemy.Engine
     _producer: Any = field(default=None, repr=False)
     pid: int = field(default_factory=os.getpid)
+    # When this process last checked that the written tables have planner statistics (monotonic seconds).
+    statistics_checked_at: float = float("-inf")
 
     def producer(self) -> Any:
         if self._producer is None:
