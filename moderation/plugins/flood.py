@@ -12,8 +12,9 @@ How, and why this way:
   format characters removed (a zero-width space inside a word would split it), lower case, punctuation
   dropped, every URL replaced by one placeholder word (campaigns give each copy its own tracking link) and
   every number by "0" ("win $500" / "win $1000").
-* Shingles are `shingle_size`-word sequences, hashed to 64 bits: each distinct word once (blake2b, cached),
-  then the sequences are combined with numpy, so there is no Python loop per shingle.
+* Shingles are `shingle_size`-word sequences, hashed to 64 bits: each word by a polynomial hash of its UTF-8
+  bytes (`word_hashes`, prefix sums over the whole batch), then the sequences are combined with numpy, so there
+  is no Python loop per word or shingle.
 * MinHash with `num_perm` hash functions h_i(x) = splitmix64(x XOR seed_i) (seeds from a fixed `seed`, so
   every worker process computes the same signatures), vectorised as one (num_perm x shingles) array. The
   fraction of equal signature slots estimates the Jaccard similarity (standard error about
