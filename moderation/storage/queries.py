@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, func, select, tuple_
+from sqlalchemy import BigInteger, Column, Connection, MetaData, String, Table, func, select
 from sqlalchemy.orm import Session
 
 from moderation.signals import Signal
+from moderation.storage.keys import key_table, matches
 from moderation.storage.models import BatchReceiptRow, PostRow, SignalRow, VerdictRow
 
 # The join that keeps only each post's current verdict.
@@ -179,7 +180,7 @@ def stored_verdicts(conn: Connection, keys: Sequence[tuple[str, str]]) -> list[d
         .scalars(
             select(VerdictRow)
             .join(PostRow, CURRENT)
-            .where(tuple_(VerdictRow.tenant, VerdictRow.post_id).in_(list(keys)))
+            .join(wanted := key_table(keys), matches(wanted, VerdictRow.tenant, VerdictRow.post_id))
         )
         .all()
     )

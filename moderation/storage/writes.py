@@ -28,13 +28,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, tuple_, update
+from sqlalchemy import Connection, Select, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from moderation.errors import StorageUnavailable
 from moderation.posts import Post
 from moderation.signals import Verdict
 from moderation.storage.jsonb import dumps_bytes
+from moderation.storage.keys import key_table, matches
 from moderation.storage.models import BatchReceiptRow, OutboxRow, PostRevisionRow, PostRow, SignalRow, VerdictRow
 
 Key = tuple[str, str]  # (tenant, post_id)
@@ -147,10 +148,8 @@ class StoredBatch:
     published: int = 0  # outbox messages written for the verdict topic
 
 
-def stored_state(conn: Connection, keys: Sequence[Key], *, lock: bool = False) -> dict[Key, Current]:
-    """The current revision of each stored post among `keys` (locked FOR UPDATE, in key order, if asked)."""
-    if not keys:
-        return {}
+def state_query(keys: Sequence[Key], *, lock: bool = False) -> Select[Any]:
+    """The query behind `stored_state`: the posts among `keys`, in key order (locked FOR UPDATE if asked)."""
     q = (
         select(
             PostRow.tenant,
@@ -162,11 +161,17 @@ def stored_state(conn: Connection, keys: Sequence[Key], *, lock: bool = False) -
             PostRow.seen_partition,
             PostRow.seen_offset,
         )
-        .where(tuple_(PostRow.tenant, PostRow.post_id).in_(sorted(set(keys))))
+        .join(wanted := key_table(keys), matches(wanted, PostRow.tenant, PostRow.post_id))
         .order_by(PostRow.tenant, PostRow.post_id)
     )
-    if lock:
-        q = q.with_for_update()
+    return q.with_for_update(of=PostRow) if lock else q
+
+
+def stored_state(conn: Connection, keys: Sequence[Key], *, lock: bool = False) -> dict[Key, Current]:
+    """The current revision of each stored post among `keys` (locked FOR UPDATE, in key order, if asked)."""
+    if not keys:
+        return {}
+    q = state_query(keys, lock=lock)
     out: dict[Key, Current] = {}
     for r in conn.execute(q):
         src = (
@@ -182,9 +187,10 @@ def _known_hashes(conn: Connection, keys: Sequence[Key]) -> dict[Key, set[str]]:
     out: dict[Key, set[str]] = {}
     if not keys:
         return out
+    wanted = key_table(keys)
     rows = conn.execute(
-        select(PostRevisionRow.tenant, PostRevisionRow.post_id, PostRevisionRow.content_hash).where(
-            tuple_(PostRevisionRow.tenant, PostRevisionRow.post_id).in_(sorted(set(keys)))
+        select(PostRevisionRow.tenant, PostRevisionRow.post_id, PostRevisionRow.content_hash).join(
+            wanted, matches(wanted, PostRevisionRow.tenant, PostRevisionRow.post_id)
         )
     )
     for r in rows:

@@ -308,18 +308,25 @@ class LocalPipeline:
         """Wait until at least n verdicts are stored; returns the count (raises on timeout)."""
         deadline = time.monotonic() + timeout
         count = 0
-        while time.monotonic() < deadline:
-            try:
-                count = self.count_verdicts()
-            except Exception:  # database briefly unreachable (a test may have stopped it)
-                count = -1
-            if count >= n:
-                return count
-            for name, proc in (("consumer", self.consumer), ("worker", self.worker)):
-                # Extra processes may be stopped on purpose by a test; the main ones must stay up.
-                if proc is not None and proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
-            time.sleep(0.2)
+        # One connection pool for the whole wait: a new connection per check forks a PostgreSQL backend, CPU
+        # that a benchmark would count against the pipeline.
+        engine = self.database()
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    with engine.connect() as conn:
+                        count = verdict_count(conn)
+                except Exception:  # database briefly unreachable (a test may have stopped it)
+                    count = -1
+                if count >= n:
+                    return count
+                for name, proc in (("consumer", self.consumer), ("worker", self.worker)):
+                    # Extra processes may be stopped on purpose by a test; the main ones must stay up.
+                    if proc is not None and proc.poll() is not None:
+                        raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.tail(name)}")
+                time.sleep(0.2)
+        finally:
+            engine.dispose()
         raise TimeoutError(
             f"{count} of {n} verdicts after {timeout:.0f} s\nconsumer:\n{self.tail('consumer')}\nworker:\n{self.tail('worker')}"
         )

@@ -33,6 +33,7 @@ from moderation.kafka_io import make_producer
 from moderation.posts import Post
 from moderation.testing.pipeline import LocalPipeline
 from tests.benchmarks.common import add_tokenizer_option, distinct_posts, machine, scheme_fields
+from tests.benchmarks.cpu import cpu_by_role
 
 
 def post(i: int, body: str, run: str) -> dict[str, Any]:
@@ -78,36 +79,6 @@ def analyze(lp: LocalPipeline) -> None:
     with engine.connect() as conn:
         conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("ANALYZE"))
     engine.dispose()
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-# Which process a command line belongs to: the pipeline's own, and the services on this machine.
-_ROLES = (
-    ("cli worker", "worker"),
-    ("cli consume", "consumer"),
-    ("cli relay", "relay"),
-    ("postgres", "PostgreSQL"),
-    ("redis-server", "Redis"),
-    ("tansu", "Kafka broker"),
-    ("beam.smp", "RabbitMQ"),
-    ("bench_pipeline", "this benchmark (producer)"),
-)
-
-
-def cpu_by_role() -> dict[str, float]:
-    """CPU seconds (user + system) so far of every process on the machine, summed by role (from /proc)."""
-    out: dict[str, float] = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue  # gone meanwhile
-        fields = stat[stat.rindex(")") + 2 :].split()
-        seconds = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-        role = next((name for needle, name in _ROLES if needle in command), "other")
-        out[role] = out.get(role, 0.0) + seconds
-    return out
 
 
 def main() -> None:

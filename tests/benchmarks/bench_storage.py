@@ -21,6 +21,7 @@ from moderation.storage import migrate
 from moderation.storage.database import create_database_if_missing, drop_database, make_engine, translate_errors
 from moderation.storage.writes import Source, claim_receipt, finish_receipt, store_batch
 from moderation.testing.synthetic import human_posts
+from tests.benchmarks.cpu import cpu_by_role
 
 
 def verdict(post: Post) -> Verdict:
@@ -33,7 +34,9 @@ def verdict(post: Post) -> Verdict:
             details={"scheme": "demo", "z_score": 0.3, "p_value": 0.4, "num_tokens_scored": 180},
             evidence={"tokens": [[i, i + 3, i % 2, 1] for i in range(0, 600, 4)]},
         ),
-        Signal("spam", "1.0", 0.0, "clean"),
+        Signal("spam", "1.0", 0.0, "clean", details={"url_count": 0, "caps_ratio": 0.02}),
+        Signal("flood", "1.0", 0.0, "unique", details={"near_duplicates": 0, "window_seconds": 600}),
+        Signal("rate", "1.0", 0.0, "normal", details={"posts_in_window": 1, "limit": 30}),
     )
     return Verdict(post.id, post.tenant, Action.ALLOW, 0.1, "bench-v1", signals)
 
@@ -54,7 +57,7 @@ def main() -> None:
         verdicts = [verdict(p) for p in posts]
 
         def run(label: str, ps: list[Post], offset: int) -> float:
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), cpu_by_role()
             for b in range(args.batches):
                 lo, hi = b * args.batch_size, (b + 1) * args.batch_size
                 with translate_errors(), db.begin() as conn:
@@ -68,7 +71,13 @@ def main() -> None:
                     )
                     finish_receipt(conn, f"{label}-{b}", {"posts": hi - lo})
             rate = n / (time.perf_counter() - started)
-            print(f"{label:12s} {n:7d} posts  {rate:9,.0f} posts/s")
+            cpu_after = cpu_by_role()
+            client, server = (
+                1000 * (cpu_after[r] - cpu_before.get(r, 0.0)) / n for r in ("this benchmark", "PostgreSQL")
+            )
+            print(
+                f"{label:12s} {n:7d} posts  {rate:9,.0f} posts/s  CPU per post: {client:.3f} ms here, {server:.3f} ms PostgreSQL"
+            )
             return rate
 
         # Planner statistics, as a running database has (bench_pipeline.analyze says why): a first batch of
