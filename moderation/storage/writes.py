@@ -148,7 +148,9 @@ class StoredBatch:
     published: int = 0  # outbox messages written for the verdict topic
 
 
-def state_query(keys: Sequence[Key], *, lock: bool = False) -> Select[Any]:
+def state_query(
+    keys: Sequence[Key], *, lock: bool = False
+) -> Select[str, str, int, int, str | None, str | None, int | None, int | None]:
     """The query behind `stored_state`: the posts among `keys`, in key order (locked FOR UPDATE if asked)."""
     q = (
         select(
