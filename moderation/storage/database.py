@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import psycopg2
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
@@ -44,12 +45,14 @@ def translate_errors() -> Iterator[None]:
     StorageUnavailable (transient: retry later). The only place that inspects SQLSTATE codes."""
     try:
         yield
-    except DBAPIError as exc:
-        code = getattr(exc.orig, "pgcode", None)
-        detail = _first_line(exc.orig) if exc.orig is not None else _first_line(exc)
+    except (DBAPIError, psycopg2.Error) as exc:
+        # psycopg2's own errors arrive unwrapped from the driver calls storage/bulk.py makes (a cursor).
+        orig = exc.orig if isinstance(exc, DBAPIError) else exc
+        code = getattr(orig, "pgcode", None)
+        detail = _first_line(orig) if orig is not None else _first_line(exc)
         if is_permanent(code):
             raise StorageRejected(detail, code) from exc
-        raise StorageUnavailable(f"database error {code or type(exc.orig).__name__}: {detail}") from exc
+        raise StorageUnavailable(f"database error {code or type(orig).__name__}: {detail}") from exc
     except SQLAlchemyError as exc:  # pool timeouts, invalidated connections
         raise StorageUnavailable(f"database error: {_first_line(exc)}") from exc
     except ValueError as exc:

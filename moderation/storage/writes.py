@@ -26,19 +26,24 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Select, bindparam, func, select, update
+from sqlalchemy import Connection, Select, Table, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from moderation.errors import StorageUnavailable
 from moderation.posts import Post
 from moderation.signals import Verdict
+from moderation.storage.bulk import insert_rows
 from moderation.storage.jsonb import dumps_bytes
 from moderation.storage.keys import key_table, matches
 from moderation.storage.models import BatchReceiptRow, OutboxRow, PostRevisionRow, PostRow, SignalRow, VerdictRow
 
 Key = tuple[str, str]  # (tenant, post_id)
+# The tables the batch write inserts into (storage/bulk.py inserts by column name).
+POSTS, REVISIONS, VERDICTS, SIGNALS, OUTBOX = (
+    cast(Table, row.__table__) for row in (PostRow, PostRevisionRow, VerdictRow, SignalRow, OutboxRow)
+)
 VERDICT_FORMAT_VERSION = 1
 
 
@@ -306,12 +311,9 @@ def store_batch(
             }
         )
     if new_rows:
-        got = conn.execute(
-            insert(PostRow)
-            .on_conflict_do_nothing(index_elements=["tenant", "post_id"])
-            .returning(PostRow.tenant, PostRow.post_id),
-            new_rows,
-        ).all()
+        got = insert_rows(
+            conn, POSTS, new_rows, conflict_ignored_on=("tenant", "post_id"), returning=("tenant", "post_id")
+        )
         if len(got) != len(new_rows):
             raise StorageUnavailable("another transaction stored the same new post; the batch must run again")
     columns = (
@@ -349,12 +351,14 @@ def store_batch(
             ),
             moved,
         )
-    conn.execute(insert(PostRevisionRow), [revision_row(r) for r in made])
-    returned = conn.execute(
-        insert(VerdictRow).returning(VerdictRow.id, VerdictRow.tenant, VerdictRow.post_id, VerdictRow.revision),
+    insert_rows(conn, REVISIONS, [revision_row(r) for r in made])
+    returned = insert_rows(
+        conn,
+        VERDICTS,
         [_verdict_row(verdicts[r.index], r) for r in made],  # type: ignore[arg-type]
-    ).all()
-    ids = {(row.tenant, row.post_id, row.revision): row.id for row in returned}
+        returning=("id", "tenant", "post_id", "revision"),
+    )
+    ids = {(tenant, post_id, revision): verdict_id for verdict_id, tenant, post_id, revision in returned}
     signal_rows = [
         {
             "verdict_id": ids[(r.key[0], r.key[1], r.revision)],
@@ -366,14 +370,13 @@ def store_batch(
             "reason": s.reason,
             "finding": s.finding,
             "degraded": s.degraded,
-            "details": s.details,  # JSONB binds go through storage.jsonb (NaN as null), the engine's serializer
+            "details": s.details,  # JSONB values go through storage.jsonb (NaN as null), as the engine's do
             "evidence": s.evidence,
         }
         for r in made
         for s in verdicts[r.index].signals  # type: ignore[union-attr]
     ]
-    if signal_rows:
-        conn.execute(insert(SignalRow), signal_rows)
+    insert_rows(conn, SIGNALS, signal_rows)
     published = 0
     if outbox_topic is not None and now_current:
         add_outbox(
@@ -402,8 +405,7 @@ def _verdict_row(v: Verdict, r: NewRevision) -> dict[str, Any]:
 
 def add_outbox(conn: Connection, messages: Sequence[tuple[str, bytes | None, bytes]]) -> None:
     """Queue Kafka messages (topic, key, value) for the relay, in this transaction."""
-    if messages:
-        conn.execute(insert(OutboxRow), [{"topic": t, "key": k, "value": v} for t, k, v in messages])
+    insert_rows(conn, OUTBOX, [{"topic": t, "key": k, "value": v} for t, k, v in messages])
 
 
 def claim_receipt(conn: Connection, batch_id: str) -> bool:

@@ -3,6 +3,7 @@ retention erases texts of every revision and prunes delivery bookkeeping."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -171,3 +172,23 @@ def test_looking_up_a_batch_of_keys_is_one_join_not_an_or_of_pairs(db: Engine) -
         assert "Function Scan on wanted" in plan, plan
         assert "BitmapOr" not in plan and " OR " not in plan, plan
         assert plan.count("\n") < 12, plan  # a handful of nodes, not one per key
+
+
+def test_text_that_looks_like_sql_or_placeholders_is_stored_verbatim(db: Engine) -> None:
+    """The batch write renders rows itself (storage/bulk.py): a post made of quotes, backslashes, format
+    placeholders and casts must read back byte for byte, in the text, the metadata and the signals."""
+    nasty = "100% sure: %s %(text)s %% '); DROP TABLE posts; -- \\' \\\\ \" ::jsonb $1 ?\N{RIGHT-TO-LEFT OVERRIDE}"
+    post = Post(id=nasty[:40], text=nasty, tenant="t%s'", author="a\\%", metadata={"k%s": nasty, "n": [nasty]})
+    verdict = Verdict(
+        post.id, post.tenant, Action.REVIEW, 0.5, "p%s", (Signal("spam", "1.0", 0.5, "x%s'", details={"q": nasty}),)
+    )
+    with db.begin() as conn:
+        store_batch(conn, [post], [verdict], outbox_topic="verdicts")
+    with db.connect() as conn:
+        row = conn.execute(text("SELECT post_id, tenant, author, text, metadata FROM posts")).one()
+        assert tuple(row) == (post.id, post.tenant, post.author, nasty, post.metadata)
+        assert conn.execute(text("SELECT text FROM post_revisions")).scalar_one() == nasty
+        assert conn.execute(text("SELECT policy_version FROM verdicts")).scalar_one() == "p%s"
+        assert tuple(conn.execute(text("SELECT label, details FROM signals")).one()) == ("x%s'", {"q": nasty})
+        (value,) = conn.execute(text("SELECT value FROM outbox")).one()
+        assert json.loads(bytes(value))["tenant"] == post.tenant

@@ -65,3 +65,12 @@ def test_the_driver_refusing_nul_is_permanent_but_other_value_errors_are_bugs() 
         "\ud800".encode()
     with pytest.raises(ValueError, match="posts but"), translate_errors():
         raise ValueError("3 posts but 2 verdicts")
+
+
+def test_raw_driver_errors_are_classified_too() -> None:
+    """storage/bulk.py calls psycopg2 directly (a cursor to render rows): its errors are not wrapped by
+    SQLAlchemy, and must still not escape as unknown exceptions."""
+    import psycopg2
+
+    with pytest.raises(StorageUnavailable, match="connection already closed"), translate_errors():
+        raise psycopg2.InterfaceError("connection already closed")
