@@ -3,7 +3,6 @@ retention erases texts of every revision and prunes delivery bookkeeping."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,7 +17,15 @@ from moderation.storage.database import make_engine
 from moderation.storage.models import Base
 from moderation.storage.queries import VerdictFilter, completed_batches, signals_for, stored_verdicts, verdict_rows
 from moderation.storage.retention import erase_old_texts, prune_delivery
-from moderation.storage.writes import Source, content_hash, state_query, store_batch, stored_state
+from moderation.storage.writes import (
+    Source,
+    content_hash,
+    message_key,
+    state_query,
+    store_batch,
+    stored_state,
+    verdict_message,
+)
 from tests.integration.storage_support import database_url, db
 
 pytestmark = pytest.mark.integration
@@ -175,20 +182,25 @@ def test_looking_up_a_batch_of_keys_is_one_join_not_an_or_of_pairs(db: Engine) -
 
 
 def test_text_that_looks_like_sql_or_placeholders_is_stored_verbatim(db: Engine) -> None:
-    """The batch write renders rows itself (storage/bulk.py): a post made of quotes, backslashes, format
-    placeholders and casts must read back byte for byte, in the text, the metadata and the signals."""
+    """The batch write sends its rows as one JSON document (storage/bulk.py): a post made of quotes,
+    backslashes, format placeholders and casts must read back byte for byte, in the text, the metadata and
+    the signals, its time to the microsecond, and the outbox's bytes unchanged."""
     nasty = "100% sure: %s %(text)s %% '); DROP TABLE posts; -- \\' \\\\ \" ::jsonb $1 ?\N{RIGHT-TO-LEFT OVERRIDE}"
-    post = Post(id=nasty[:40], text=nasty, tenant="t%s'", author="a\\%", metadata={"k%s": nasty, "n": [nasty]})
+    when = datetime(2026, 11, 24, 3, 4, 5, 123456, tzinfo=UTC)
+    post = Post(
+        id=nasty[:40], text=nasty, tenant="t%s'", author="a\\%", metadata={"k%s": nasty, "n": [nasty]}, created_at=when
+    )
     verdict = Verdict(
         post.id, post.tenant, Action.REVIEW, 0.5, "p%s", (Signal("spam", "1.0", 0.5, "x%s'", details={"q": nasty}),)
     )
     with db.begin() as conn:
         store_batch(conn, [post], [verdict], outbox_topic="verdicts")
     with db.connect() as conn:
-        row = conn.execute(text("SELECT post_id, tenant, author, text, metadata FROM posts")).one()
-        assert tuple(row) == (post.id, post.tenant, post.author, nasty, post.metadata)
+        row = conn.execute(text("SELECT post_id, tenant, author, text, metadata, created_at FROM posts")).one()
+        assert tuple(row) == (post.id, post.tenant, post.author, nasty, post.metadata, when)
         assert conn.execute(text("SELECT text FROM post_revisions")).scalar_one() == nasty
         assert conn.execute(text("SELECT policy_version FROM verdicts")).scalar_one() == "p%s"
         assert tuple(conn.execute(text("SELECT label, details FROM signals")).one()) == ("x%s'", {"q": nasty})
-        (value,) = conn.execute(text("SELECT value FROM outbox")).one()
-        assert json.loads(bytes(value))["tenant"] == post.tenant
+        key, value = conn.execute(text("SELECT key, value FROM outbox")).one()
+        assert bytes(key) == message_key(post.tenant, post.id)
+        assert bytes(value) == verdict_message(verdict, 1)
