@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -107,13 +108,23 @@ class Engine:
         # prometheus_client is first imported, and the CLI imports this module (via scan) before that.
         from moderation import metrics
 
+        # Counted per batch, then added once per label set: each inc() of a multiprocess metric is a lock, a
+        # pid check and a write to its memory-mapped file, and a batch repeats the same few label sets.
+        verdicts_by: Counter[tuple[str, str]] = Counter()
+        degraded_by: Counter[str] = Counter()
+        signals_by: Counter[tuple[str, str, str]] = Counter()
         for v in verdicts:
-            metrics.VERDICTS.labels(v.tenant, v.action.value).inc()
-            for plugin in v.degraded:
-                metrics.DEGRADED_VERDICTS.labels(plugin).inc()
+            verdicts_by[(v.tenant, v.action.value)] += 1
+            degraded_by.update(v.degraded)
             for s in v.signals:
                 outcome = "abstained" if s.abstained else ("finding" if s.finding else "clean")
-                metrics.SIGNALS.labels(s.plugin, s.label or s.reason or "none", outcome).inc()
+                signals_by[(s.plugin, s.label or s.reason or "none", outcome)] += 1
                 source = self._by_name.get(s.plugin)
                 if source is not None:
                     source.observe(s)
+        for (tenant, action), n in verdicts_by.items():
+            metrics.VERDICTS.labels(tenant, action).inc(n)
+        for plugin, n in degraded_by.items():
+            metrics.DEGRADED_VERDICTS.labels(plugin).inc(n)
+        for labels, n in signals_by.items():
+            metrics.SIGNALS.labels(*labels).inc(n)
