@@ -57,6 +57,24 @@ def _json_value(value: Any, column_type: Any) -> Any:
     return value
 
 
+def _record_set(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, str]]:
+    """(`jsonb_to_recordset(...) AS r(...)` for these rows' columns, its bound parameter)."""
+    quote = conn.dialect.identifier_preparer.quote
+    columns = list(rows[0])
+    # Only columns that need converting are touched; the rest go to orjson as they are.
+    converted = [c for c in columns if isinstance(table.c[c].type, (LargeBinary, DateTime))]
+    if converted:
+        rows = [{**row, **{c: _json_value(row[c], table.c[c].type) for c in converted}} for row in rows]
+    declared = ", ".join(f"{quote(c)} {_record_type(table, c)}" for c in columns)
+    return f"jsonb_to_recordset(%(rows)s::jsonb) AS r({declared})", {"rows": dumps_text(list(rows))}
+
+
+def _selected(conn: Connection, table: Table, column: str) -> str:
+    """The record set's column as the table stores it (bytea arrives as hex)."""
+    name = f"r.{conn.dialect.identifier_preparer.quote(column)}"
+    return f"decode({name}, 'hex')" if isinstance(table.c[column].type, LargeBinary) else name
+
+
 def insert_rows(
     conn: Connection,
     table: Table,
@@ -72,22 +90,37 @@ def insert_rows(
         return []
     quote = conn.dialect.identifier_preparer.quote
     columns = list(rows[0])
-    types = {c: _record_type(table, c) for c in columns}
-    # Only columns that need converting are touched; the rest go to orjson as they are.
-    converted = [c for c in columns if isinstance(table.c[c].type, (LargeBinary, DateTime))]
-    if converted:
-        rows = [{**row, **{c: _json_value(row[c], table.c[c].type) for c in converted}} for row in rows]
-    selected = [
-        f"decode(r.{quote(c)}, 'hex')" if isinstance(table.c[c].type, LargeBinary) else f"r.{quote(c)}" for c in columns
-    ]
+    record_set, params = _record_set(conn, table, rows)
     statement = (
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
-        f"SELECT {', '.join(selected)} FROM jsonb_to_recordset(%(rows)s::jsonb) "
-        f"AS r({', '.join(f'{quote(c)} {types[c]}' for c in columns)})"
+        f"SELECT {', '.join(_selected(conn, table, c) for c in columns)} FROM {record_set}"
     )
     if conflict_ignored_on:
         statement += f" ON CONFLICT ({', '.join(quote(c) for c in conflict_ignored_on)}) DO NOTHING"
     if returning:
         statement += f" RETURNING {', '.join(quote(c) for c in returning)}"
-    result = conn.exec_driver_sql(statement, {"rows": dumps_text(list(rows))})
+    result = conn.exec_driver_sql(statement, params)
     return [tuple(r) for r in result] if returning else []
+
+
+def update_rows(
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    key: Sequence[str],
+    also_set: Mapping[str, str] | None = None,
+) -> int:
+    """UPDATE the rows of `table` whose `key` columns match each of `rows` (column name -> value; every row
+    names the same columns, the key's included), setting the other columns to the row's values, and the
+    columns of `also_set` to its SQL expressions (constants of the caller's code, never data). One statement
+    for all rows; returns how many rows were updated."""
+    if not rows:
+        return 0
+    quote = conn.dialect.identifier_preparer.quote
+    record_set, params = _record_set(conn, table, rows)
+    assignments = [f"{quote(c)} = {_selected(conn, table, c)}" for c in rows[0] if c not in key]
+    assignments += [f"{quote(c)} = {expression}" for c, expression in (also_set or {}).items()]
+    matched = " AND ".join(f"{quote(table.name)}.{quote(c)} = r.{quote(c)}" for c in key)
+    statement = f"UPDATE {quote(table.name)} SET {', '.join(assignments)} FROM {record_set} WHERE {matched}"
+    return conn.exec_driver_sql(statement, params).rowcount

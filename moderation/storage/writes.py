@@ -28,13 +28,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Select, Table, bindparam, func, select, update
+from sqlalchemy import Connection, Select, Table, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from moderation.errors import StorageUnavailable
 from moderation.posts import Post
 from moderation.signals import Verdict
-from moderation.storage.bulk import insert_rows
+from moderation.storage.bulk import insert_rows, update_rows
 from moderation.storage.jsonb import dumps_bytes
 from moderation.storage.keys import key_table, matches
 from moderation.storage.models import BatchReceiptRow, OutboxRow, PostRevisionRow, PostRow, SignalRow, VerdictRow
@@ -275,23 +275,11 @@ def store_batch(
     now_current = {r.key: r for r in made if r.current}
     # Stored posts whose current revision stays, but that got history revisions or a later position.
     touched = [
-        {"k_tenant": key[0], "k_post_id": key[1], "b_revision_count": counts[key]}
-        | {f"b_{c}": v for c, v in with_source(key).items()}
+        {"tenant": key[0], "post_id": key[1], "revision_count": counts[key]} | with_source(key)
         for key, state in final.items()
         if key in current and key not in now_current and state != current[key]
     ]
-    if touched:
-        conn.execute(
-            update(PostRow)
-            .where(PostRow.tenant == bindparam("k_tenant"), PostRow.post_id == bindparam("k_post_id"))
-            .values(
-                {
-                    getattr(PostRow, c): bindparam(f"b_{c}")
-                    for c in ("revision_count", "seen_topic", "seen_partition", "seen_offset")
-                }
-            ),
-            touched,
-        )
+    update_rows(conn, POSTS, touched, key=("tenant", "post_id"))
     if not made:
         return StoredBatch(frozenset(), frozenset(keys), (), tuple(redelivered))
 
@@ -316,41 +304,19 @@ def store_batch(
         )
         if len(got) != len(new_rows):
             raise StorageUnavailable("another transaction stored the same new post; the batch must run again")
-    columns = (
-        "revision",
-        "revision_count",
-        "content_hash",
-        "author",
-        "text",
-        "created_at",
-        "metadata_",
-        "source_topic",
-        "source_partition",
-        "source_offset",
-        "seen_topic",
-        "seen_partition",
-        "seen_offset",
+    moved = [
+        {
+            **revision_row(r),
+            **with_source(key),
+            "metadata": posts[r.index].metadata,  # the column's name (`metadata_` is the model's attribute)
+            "revision_count": counts[key],
+        }
+        for key, r in now_current.items()
+        if key in current
+    ]
+    update_rows(
+        conn, POSTS, moved, key=("tenant", "post_id"), also_set={"text_erased_at": "NULL", "received_at": "now()"}
     )
-    moved = []
-    for key, r in now_current.items():
-        if key in current:
-            row = {
-                **revision_row(r),
-                **with_source(key),
-                "metadata_": posts[r.index].metadata,
-                "revision_count": counts[key],
-            }
-            moved.append({"k_tenant": key[0], "k_post_id": key[1]} | {f"b_{c}": row[c] for c in columns})
-    if moved:
-        conn.execute(
-            update(PostRow)
-            .where(PostRow.tenant == bindparam("k_tenant"), PostRow.post_id == bindparam("k_post_id"))
-            .values(
-                {getattr(PostRow, c): bindparam(f"b_{c}") for c in columns}
-                | {PostRow.text_erased_at: None, PostRow.received_at: func.now()}
-            ),
-            moved,
-        )
     insert_rows(conn, REVISIONS, [revision_row(r) for r in made])
     returned = insert_rows(
         conn,
