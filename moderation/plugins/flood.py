@@ -80,6 +80,7 @@ I64 = npt.NDArray[np.int64]
 
 _WORD = re.compile(r"[^\W_]+")
 _URL_WORD = "xurlx"
+_ASCII_NON_WORD_TO_SPACE = {i: " " for i in range(128) if not chr(i).isalnum()}
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
@@ -107,10 +108,11 @@ def normalise_words(text: str) -> list[str]:
         text = "".join(ch for ch in text if not is_invisible(ch))  # they would split words and shingles
     if may_contain_url(text):
         text = URL.sub(f" {_URL_WORD} ", text)
-    words = _WORD.findall(text.lower())
     if text.isascii():
-        return words  # numbers become "0" when hashed (word_hashes), which is cheaper than a pass per word here
-    return ["0" if w.isdigit() else w for w in words]
+        # _WORD's words in ASCII are the runs of letters and digits: blanking everything else and splitting is
+        # the same list, three times faster than the regex. Numbers become "0" when hashed (word_hashes).
+        return text.lower().translate(_ASCII_NON_WORD_TO_SPACE).split()
+    return ["0" if w.isdigit() else w for w in _WORD.findall(text.lower())]
 
 
 # Word hashes: a polynomial hash of the word's UTF-8 bytes modulo 2**64 (odd base), then mixed. Computed for

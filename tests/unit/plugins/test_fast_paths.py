@@ -142,3 +142,12 @@ def test_a_batch_gives_each_post_what_it_gets_alone(texts: list[str]) -> None:
         assert np.array_equal(shingles[bounds[i] : bounds[i + 1]], alone)
         if alone.shape[0]:
             assert np.array_equal(signatures[i], hasher.signature(alone))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(TEXT.filter(str.isascii), st.text(alphabet=st.characters(max_codepoint=127), max_size=60)))
+def test_flood_ascii_words_are_the_patterns_words(text: str) -> None:
+    """ASCII text is split by blanking what is not a letter or digit; the plain definition is the word pattern
+    (`[^\\W_]+`, so underscores and control characters separate words) after URLs become one word."""
+    plain = re.findall(r"[^\W_]+", URL.sub(" xurlx ", text).lower())
+    assert normalise_words(text) == plain
