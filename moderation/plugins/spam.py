@@ -38,7 +38,14 @@ from pydantic import Field, StrictBool
 
 from moderation.config import Settings
 from moderation.plugins.base import Plugin, PluginOptions, SignalDetails, StoredSignal
-from moderation.plugins.text import domain_matches, domains_pattern, find_invisible, find_links, host_of
+from moderation.plugins.text import (
+    domain_matches,
+    domains_pattern,
+    find_invisible,
+    find_links,
+    host_of,
+    lower_words,
+)
 from moderation.posts import Post
 from moderation.signals import Action, Signal
 
@@ -95,7 +102,6 @@ MIN_CASED_LETTERS = 20
 # Repetition is only judged with at least this many word 3-grams (six words).
 MIN_TRIGRAMS = 4
 
-_WORD = re.compile(r"[^\W_]+")
 _CHAR_RUN = re.compile(r"([^\s\d])\1{3,}", re.IGNORECASE)
 
 
@@ -110,6 +116,8 @@ def _mask(text: str, spans: Sequence[tuple[int, int]]) -> str:
 
 
 _ASCII_LETTER = re.compile(r"[A-Za-z]")
+# The ASCII bytes a character run can be made of: not \s (as str.isspace, \x1c-\x1f included), not \d.
+_COUNTED = np.array([b < 128 and not (chr(b).isspace() or chr(b).isdigit()) for b in range(256)], dtype=np.bool_)
 # bytes.translate with these deletes everything but the upper (lower) case ASCII letters: counting them then
 # runs in C, ~15x faster than str.isupper per character, which matters on every post of the stream.
 _ALL_BUT_UPPER = bytes(b for b in range(256) if not 0x41 <= b <= 0x5A)
@@ -138,7 +146,9 @@ def _longest_char_run(text: str) -> int:
         # Most posts have no four equal bytes in a row at all: a vectorised check spares them the regex, which
         # tries a backreference at every position.
         b = np.frombuffer(text.lower().encode("ascii"), dtype=np.uint8)
-        same = b[1:] == b[:-1]
+        # A run the pattern counts: four equal bytes that are neither blank nor a digit. Indentation and
+        # numbers ("    ", "1000") would otherwise send ordinary posts to the regex.
+        same = (b[1:] == b[:-1]) & _COUNTED[b[1:]]
         if not (same[:-2] & same[1:-1] & same[2:]).any():
             return 0
     return max((len(m.group()) for m in _CHAR_RUN.finditer(text)), default=0)
@@ -215,7 +225,7 @@ class SpamPlugin(Plugin):
         tokens = len(text.split())
         shortened = [link for link in links if domain_matches(link.host, self.shorteners)]
         blocked = [link for link in links if domain_matches(link.host, self.blocked_domains)]
-        words = _WORD.findall(prose.lower())
+        words = lower_words(prose)
         trigrams = len(words) - 2
         repeated = (
             1.0 - len(set(zip(words, words[1:], words[2:], strict=False))) / trigrams

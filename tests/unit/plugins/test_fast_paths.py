@@ -26,7 +26,7 @@ from moderation.plugins.flood import (
     word_hashes,
 )
 from moderation.plugins.spam import _CHAR_RUN, _case_counts, _has_letter, _longest_char_run
-from moderation.plugins.text import URL, domains_pattern, may_contain_url
+from moderation.plugins.text import URL, domains_pattern, lower_words, may_contain_url
 
 
 def _case_folds_to_ascii() -> str:
@@ -103,9 +103,18 @@ def test_spam_ascii_shortcuts_agree_with_the_plain_definitions(text: str) -> Non
     assert _longest_char_run(text) == max((len(m.group()) for m in _CHAR_RUN.finditer(text)), default=0)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.text(alphabet="aAbB-! 0\u00e9\u00c9", max_size=40))
+# Text made of runs: each piece is one character repeated 1-6 times, from every ASCII character (blanks,
+# digits, \x1c-\x1f, letters of both cases) and a few others.
+RUNS = st.lists(
+    st.tuples(st.sampled_from([chr(c) for c in range(128)] + ["\u00e9", "\u00c9", "\u212a"]), st.integers(1, 6)),
+    max_size=12,
+).map(lambda runs: "".join(c * n for c, n in runs))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(RUNS, st.text(alphabet="aAbB-! 0\u00e9\u00c9\t\x1c\x1f\x0b7", max_size=40)))
 def test_character_runs_ignore_case_like_the_pattern(text: str) -> None:
+    """Runs of blanks (\\s, including \\x1c-\\x1f) and digits do not count, whatever the prefilter skips."""
     assert _longest_char_run(text) == max((len(m.group()) for m in _CHAR_RUN.finditer(text)), default=0)
 
 
@@ -146,8 +155,9 @@ def test_a_batch_gives_each_post_what_it_gets_alone(texts: list[str]) -> None:
 
 @settings(max_examples=400, deadline=None)
 @given(st.one_of(TEXT.filter(str.isascii), st.text(alphabet=st.characters(max_codepoint=127), max_size=60)))
-def test_flood_ascii_words_are_the_patterns_words(text: str) -> None:
+def test_ascii_words_are_the_patterns_words(text: str) -> None:
     """ASCII text is split by blanking what is not a letter or digit; the plain definition is the word pattern
     (`[^\\W_]+`, so underscores and control characters separate words) after URLs become one word."""
     plain = re.findall(r"[^\W_]+", URL.sub(" xurlx ", text).lower())
     assert normalise_words(text) == plain
+    assert lower_words(text) == re.findall(r"[^\W_]+", text.lower())
