@@ -45,14 +45,12 @@ If the store cannot be reached, the tenant's posts abstain with reason "state_un
 from __future__ import annotations
 
 import logging
-import re
 import struct
 import time
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, ClassVar, cast
-from urllib.parse import quote
 
 import numpy as np
 import numpy.typing as npt
@@ -62,7 +60,14 @@ from moderation.charclasses import is_invisible
 from moderation.config import Settings
 from moderation.errors import StateStoreError
 from moderation.plugins.base import Plugin, PluginOptions, SignalDetails, StoredSignal
-from moderation.plugins.state import StateOptions, StateStore, event_seconds, store_from_options, to_ms
+from moderation.plugins.state import (
+    StateOptions,
+    StateStore,
+    event_seconds,
+    key_part,
+    store_from_options,
+    to_ms,
+)
 from moderation.plugins.text import URL, lower_words, may_contain_url
 from moderation.posts import Post
 from moderation.signals import Signal
@@ -79,15 +84,6 @@ U32 = npt.NDArray[np.uint32]
 I64 = npt.NDArray[np.int64]
 
 _URL_WORD = "xurlx"
-# What percent-encoding (quote with safe="") leaves as it is: ids made only of these are their own key part.
-_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
-
-
-def key_part(value: str) -> str:
-    """A tenant, post id or cluster id as part of a Redis key: percent-encoded, so ":" cannot forge another
-    key. Most ids need no encoding, and urllib's quote costs ~4 us a call, several per post."""
-    return value if _UNRESERVED.fullmatch(value) else quote(value, safe="")
-
 
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)

@@ -20,14 +20,13 @@ import logging
 import time
 from collections.abc import Sequence
 from typing import Annotated, ClassVar, cast
-from urllib.parse import quote
 
 from pydantic import Field
 
 from moderation.config import Settings
 from moderation.errors import StateStoreError
 from moderation.plugins.base import Plugin, PluginOptions, SignalDetails, StoredSignal
-from moderation.plugins.state import StateOptions, StateStore, event_seconds, store_from_options
+from moderation.plugins.state import StateOptions, StateStore, event_seconds, key_part, store_from_options
 from moderation.posts import Post
 from moderation.signals import Signal
 
@@ -74,7 +73,7 @@ class RatePlugin(Plugin):
 
     def _key(self, post: Post, author: str) -> str:
         # Quoted so that a ':' in a tenant or author name cannot make two different pairs share a key.
-        return f"rate:v1:{quote(post.tenant, safe='')}:{quote(author, safe='')}"
+        return f"rate:v1:{key_part(post.tenant)}:{key_part(author)}"
 
     def evaluate(self, posts: Sequence[Post]) -> list[list[Signal]]:
         now = time.time()

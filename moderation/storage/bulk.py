@@ -47,26 +47,28 @@ def _record_type(table: Table, column: str) -> str:
     raise TypeError(f"{table.name}.{column}: no record type for {column_type!r}")
 
 
-def _json_value(value: Any, column_type: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(column_type, LargeBinary):
+def _json_value(value: Any) -> Any:
+    """A bytea or timestamp value as JSON can carry it: hex, or ISO 8601 (the standard library's JSON
+    fallback cannot write datetimes)."""
+    if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).hex()
-    if isinstance(value, datetime):  # the standard library's JSON fallback cannot write datetimes
+    if isinstance(value, datetime):
         return value.isoformat()
     return value
 
 
-def _record_set(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> tuple[str, dict[str, str]]:
-    """(`jsonb_to_recordset(...) AS r(...)` for these rows' columns, its bound parameter)."""
+def _record_set(
+    conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> tuple[list[str], str, dict[str, str]]:
+    """(the rows' columns, `jsonb_to_recordset(...) AS r(...)` for them, its bound parameter)."""
     quote = conn.dialect.identifier_preparer.quote
     columns = list(rows[0])
     # Only columns that need converting are touched; the rest go to orjson as they are.
     converted = [c for c in columns if isinstance(table.c[c].type, (LargeBinary, DateTime))]
     if converted:
-        rows = [{**row, **{c: _json_value(row[c], table.c[c].type) for c in converted}} for row in rows]
+        rows = [{**row, **{c: _json_value(row[c]) for c in converted}} for row in rows]
     declared = ", ".join(f"{quote(c)} {_record_type(table, c)}" for c in columns)
-    return f"jsonb_to_recordset(%(rows)s::jsonb) AS r({declared})", {"rows": dumps_text(list(rows))}
+    return columns, f"jsonb_to_recordset(%(rows)s::jsonb) AS r({declared})", {"rows": dumps_text(list(rows))}
 
 
 def _selected(conn: Connection, table: Table, column: str) -> str:
@@ -89,8 +91,7 @@ def insert_rows(
     if not rows:
         return []
     quote = conn.dialect.identifier_preparer.quote
-    columns = list(rows[0])
-    record_set, params = _record_set(conn, table, rows)
+    columns, record_set, params = _record_set(conn, table, rows)
     statement = (
         f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
         f"SELECT {', '.join(_selected(conn, table, c) for c in columns)} FROM {record_set}"
@@ -118,8 +119,8 @@ def update_rows(
     if not rows:
         return 0
     quote = conn.dialect.identifier_preparer.quote
-    record_set, params = _record_set(conn, table, rows)
-    assignments = [f"{quote(c)} = {_selected(conn, table, c)}" for c in rows[0] if c not in key]
+    columns, record_set, params = _record_set(conn, table, rows)
+    assignments = [f"{quote(c)} = {_selected(conn, table, c)}" for c in columns if c not in key]
     assignments += [f"{quote(c)} = {expression}" for c, expression in (also_set or {}).items()]
     matched = " AND ".join(f"{quote(table.name)}.{quote(c)} = r.{quote(c)}" for c in key)
     statement = f"UPDATE {quote(table.name)} SET {', '.join(assignments)} FROM {record_set} WHERE {matched}"

@@ -46,7 +46,7 @@ def translate_errors() -> Iterator[None]:
     try:
         yield
     except (DBAPIError, psycopg2.Error) as exc:
-        # psycopg2's own errors arrive unwrapped from the driver calls storage/bulk.py makes (a cursor).
+        # psycopg2's own errors arrive unwrapped from code that calls the driver directly (a raw cursor).
         orig = exc.orig if isinstance(exc, DBAPIError) else exc
         code = getattr(orig, "pgcode", None)
         detail = _first_line(orig) if orig is not None else _first_line(exc)

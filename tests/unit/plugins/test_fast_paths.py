@@ -20,13 +20,13 @@ from hypothesis import strategies as st
 from moderation.plugins.flood import (
     MinHasher,
     batch_shingle_hashes,
-    key_part,
     mix64,
     normalise_words,
     shingle_hashes,
     word_hashes,
 )
 from moderation.plugins.spam import _CHAR_RUN, _case_counts, _has_letter, _longest_char_run
+from moderation.plugins.state import key_part
 from moderation.plugins.text import URL, domains_pattern, lower_words, may_contain_url
 
 
@@ -166,9 +166,9 @@ def test_ascii_words_are_the_patterns_words(text: str) -> None:
 
 @settings(max_examples=400, deadline=None)
 @given(st.one_of(st.text(), st.text(alphabet="abcXYZ019_.~-:/%"), TEXT))
-def test_flood_key_parts_are_percent_encoding(value: str) -> None:
-    """Ids that need no encoding skip urllib's quote; any other must be encoded exactly as quote does, or a
-    post id holding ":" could name another tenant's key."""
+def test_state_key_parts_are_percent_encoding(value: str) -> None:
+    """Names that need no encoding skip urllib's quote (flood's and rate's keys); any other must be encoded
+    exactly as quote does, or a post id holding ":" could name another tenant's key."""
     from urllib.parse import quote
 
     assert key_part(value) == quote(value, safe="")

@@ -68,8 +68,8 @@ def test_the_driver_refusing_nul_is_permanent_but_other_value_errors_are_bugs() 
 
 
 def test_raw_driver_errors_are_classified_too() -> None:
-    """storage/bulk.py calls psycopg2 directly (a cursor to render rows): its errors are not wrapped by
-    SQLAlchemy, and must still not escape as unknown exceptions."""
+    """Code that calls psycopg2 directly (a raw cursor) gets errors SQLAlchemy did not wrap: they must still
+    not escape as unknown exceptions."""
     import psycopg2
 
     with pytest.raises(StorageUnavailable, match="connection already closed"), translate_errors():
