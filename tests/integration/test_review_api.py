@@ -235,14 +235,26 @@ def test_openapi_document_describes_the_api(client: TestClient, seeded: tuple[En
     )
 
 
-def test_verdicts_command_filters_by_review_state(seeded: tuple[Engine, dict[str, str]]) -> None:
-    """Runs after the decisions above (tests in a module run in order)."""
+def test_verdicts_command_filters_by_review_state() -> None:
+    """On its own database, with its own decision, so that it holds whatever else ran before it."""
+    with review_database() as (db, tokens):
+        client = TestClient(create_app(db, ReviewSettings(lease_seconds=2)))
+        decided = client.post(
+            "/api/posts/globex/wm3/decision",
+            headers=as_user(client, tokens, "bob"),
+            json={"decision": "overturn", "reason": "satire"},
+        )
+        assert decided.status_code == 200, decided.text
+        check_verdicts_command(db)
+
+
+def check_verdicts_command(db: Engine) -> None:
     import json
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "MODERATION_DATABASE_URL": seeded[0].url.render_as_string(hide_password=False)}
+    env = {**os.environ, "MODERATION_DATABASE_URL": db.url.render_as_string(hide_password=False)}
 
     def verdicts(*args: str) -> str:
         return subprocess.run(
