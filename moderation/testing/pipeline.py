@@ -54,6 +54,12 @@ def _terminate(proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+# The checkout this module was imported from. Its processes run in a temporary folder, where `python -m` would
+# otherwise import whatever the environment has installed: from another checkout (a git worktree sharing the
+# virtual environment), a benchmark of old code would time the current code's workers.
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
 @dataclass
 class LocalPipeline:
     """Start with `with LocalPipeline(workdir, config_text) as lp:`; `lp.produce(...)`, `lp.wait_for(n)`."""
@@ -139,6 +145,7 @@ class LocalPipeline:
             MODERATION_CELERY_BACKEND=self.endpoints.celery_backend,
             MODERATION_REDIS_URL=self.endpoints.redis_url,
             MODERATION_STATE_PREFIX=self.state_prefix,
+            PYTHONPATH=os.pathsep.join([str(SOURCE_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
         )
         return env
 

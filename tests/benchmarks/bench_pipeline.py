@@ -32,7 +32,7 @@ from moderation.engine import Engine
 from moderation.kafka_io import make_producer
 from moderation.posts import Post
 from moderation.testing.pipeline import LocalPipeline
-from tests.benchmarks.common import add_tokenizer_option, distinct_posts, machine, scheme_fields
+from tests.benchmarks.common import add_tokenizer_option, demo_config_over, distinct_posts, machine
 from tests.benchmarks.cpu import cpu_by_role
 
 
@@ -99,12 +99,7 @@ def main() -> None:
         .read_text(encoding="utf-8")
         .replace('enabled = ["watermark", "spam", "flood", "rate"]', f"enabled = {enabled!r}".replace("'", '"'))
     )
-    if args.tokenizer != "bundled":  # the demo scheme over the tokenizer a watermarking model uses
-        fields = scheme_fields(args.tokenizer)
-        config_text = config_text.replace(
-            'tokenizer = "bundled:all-minilm-l6-v2"', f"tokenizer = {fields['tokenizer']!r}"
-        )
-        config_text = config_text.replace("vocab_size = 30522", f"vocab_size = {fields['vocab_size']}")
+    config_text = demo_config_over(args.tokenizer, config_text)
     texts = distinct_posts(args.posts)
     print(
         f"machine: {machine()}; plugins: {', '.join(enabled)}; tokenizer: {args.tokenizer}; "

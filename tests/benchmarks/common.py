@@ -47,6 +47,20 @@ def scheme_fields(tokenizer_kind: str) -> dict[str, Any]:
     return {"tokenizer": spec, "vocab_size": tokenizer_vocab_size(spec)}
 
 
+def demo_config_over(tokenizer_kind: str, config_text: str | None = None) -> str:
+    """The demo config (or `config_text`) with its scheme moved onto a tokenizer kind that watermarking models
+    use; unchanged for "bundled"."""
+    from moderation.config import default_config_path
+
+    if config_text is None:
+        config_text = default_config_path().read_text(encoding="utf-8")
+    if tokenizer_kind == "bundled":
+        return config_text
+    fields = scheme_fields(tokenizer_kind)
+    config_text = config_text.replace('tokenizer = "bundled:all-minilm-l6-v2"', f"tokenizer = {fields['tokenizer']!r}")
+    return config_text.replace("vocab_size = 30522", f"vocab_size = {fields['vocab_size']}")
+
+
 def settings_for(seeding_scheme: str, **fields: Any) -> Settings:
     scheme = {"name": seeding_scheme, "vocab_size": 30522, "seeding_scheme": seeding_scheme, **fields}
     return parse_settings({"detector": {"device": "cpu"}, "watermark": {"schemes": [scheme]}})

@@ -21,10 +21,9 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from moderation.config import default_config_path
 from moderation.kafka_io import make_consumer, make_producer
 from moderation.testing.pipeline import LocalPipeline, _pids_of_children
-from tests.benchmarks.common import distinct_posts, machine
+from tests.benchmarks.common import add_tokenizer_option, demo_config_over, distinct_posts, machine
 from workers.lag import measure
 
 
@@ -46,10 +45,14 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=400.0, help="posts/s produced (steady)")
     parser.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
     parser.add_argument("--workers", type=int, default=2, help="worker pool processes")
+    add_tokenizer_option(parser)
     args = parser.parse_args()
     texts = distinct_posts(min(args.round, args.posts))
-    print(f"machine: {machine()}; {args.posts} posts at {args.rate:.0f}/s; plugins: the demo config's")
-    config = default_config_path().read_text(encoding="utf-8")
+    print(
+        f"machine: {machine()}; {args.posts} posts at {args.rate:.0f}/s; plugins: the demo config's;"
+        f" tokenizer: {args.tokenizer}"
+    )
+    config = demo_config_over(args.tokenizer)
     with tempfile.TemporaryDirectory() as tmp, LocalPipeline(Path(tmp), config, worker_concurrency=args.workers) as lp:
         assert lp.endpoints is not None and lp.consumer is not None and lp.worker is not None
         consumer_pid, worker_pid = lp.consumer.pid, lp.worker.pid
