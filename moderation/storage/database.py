@@ -46,7 +46,8 @@ def translate_errors() -> Iterator[None]:
     try:
         yield
     except (DBAPIError, psycopg2.Error) as exc:
-        # psycopg2's own errors arrive unwrapped from code that calls the driver directly (a raw cursor).
+        # psycopg2's own errors arrive unwrapped from code that calls the driver directly (a raw cursor, COPY);
+        # nothing here does today, but such code must not turn a dropped connection into a permanent refusal.
         orig = exc.orig if isinstance(exc, DBAPIError) else exc
         code = getattr(orig, "pgcode", None)
         detail = _first_line(orig) if orig is not None else _first_line(exc)

@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import argparse
 import time
-import uuid
 
 from sqlalchemy import Connection, Select, select, text, tuple_
 
-from moderation.endpoints import DEFAULT_DATABASE_URL
-from moderation.storage import migrate
-from moderation.storage.database import create_database_if_missing, drop_database, make_engine
 from moderation.storage.keys import key_table, matches
 from moderation.storage.models import PostRow
-from tests.benchmarks.common import machine
+from tests.benchmarks.common import machine, scratch_database
 
 Key = tuple[str, str]
 
@@ -51,11 +47,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-    url = DEFAULT_DATABASE_URL.rsplit("/", 1)[0] + f"/moderation_bench_{uuid.uuid4().hex[:8]}"
-    create_database_if_missing(url)
-    try:
-        migrate.upgrade(url)
-        db = make_engine(url, 1)
+    with scratch_database(pool_size=1) as db:
         with db.begin() as conn:
             conn.execute(
                 text(
@@ -77,9 +69,6 @@ def main() -> None:
                     f"{size:7d} {ref:14.1f} {1000 * ref / size:8.0f} {ours:11.1f} {1000 * ours / size:8.0f}"
                     f" {ref / ours:10.1f}x"
                 )
-        db.dispose()
-    finally:
-        drop_database(url)
 
 
 if __name__ == "__main__":

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import argparse
 import time
-import uuid
 
 from sqlalchemy import text
 
-from moderation.endpoints import DEFAULT_DATABASE_URL
 from moderation.posts import Post
 from moderation.signals import Action, Signal, Verdict
-from moderation.storage import migrate
-from moderation.storage.database import create_database_if_missing, drop_database, make_engine, translate_errors
+from moderation.storage.database import translate_errors
 from moderation.storage.writes import Source, claim_receipt, finish_receipt, store_batch
 from moderation.testing.synthetic import human_posts
+from tests.benchmarks.common import scratch_database
 from tests.benchmarks.cpu import cpu_by_role
 
 
@@ -47,11 +45,7 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=256)
     args = ap.parse_args()
-    url = DEFAULT_DATABASE_URL.rsplit("/", 1)[0] + f"/moderation_bench_{uuid.uuid4().hex[:8]}"
-    create_database_if_missing(url)
-    try:
-        migrate.upgrade(url)
-        db = make_engine(url, 2)
+    with scratch_database(pool_size=2) as db:
         n = args.batches * args.batch_size
         texts = human_posts(n, seed=1)
         posts = [Post(id=f"p{i}", text=t, tenant="bench", author=f"a{i % 50}") for i, t in enumerate(texts)]
@@ -93,9 +87,6 @@ def main() -> None:
         edited = [Post(id=p.id, text=p.text + " (edited)", tenant=p.tenant, author=p.author) for p in posts]
         edits = run("edits", edited, n)
         print(f"redelivered/new {again / new:.1f}x, edits/new {edits / new:.2f}x")
-        db.dispose()
-    finally:
-        drop_database(url)
 
 
 if __name__ == "__main__":

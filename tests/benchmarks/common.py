@@ -6,13 +6,19 @@ import argparse
 import platform
 import resource
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
+from sqlalchemy import Engine
 
 from moderation.config import Settings, WatermarkScheme, parse_settings
+from moderation.endpoints import DEFAULT_DATABASE_URL
+from moderation.storage import migrate
+from moderation.storage.database import create_database_if_missing, drop_database, make_engine
 from moderation.testing.synthetic import stdlib_prose
 from moderation.testing.tokenizers import TOKENIZER_KINDS, tokenizer_spec
 
@@ -27,6 +33,22 @@ def distinct_posts(n: int, words: int = 150, offset: int = 0) -> list[str]:
             f"only {len(all_words) // words} distinct posts of {words} words available, asked {offset + n}"
         )
     return [" ".join(all_words[(offset + i) * words : (offset + i + 1) * words]) for i in range(n)]
+
+
+@contextmanager
+def scratch_database(pool_size: int = 1) -> Iterator[Engine]:
+    """A fresh database on the local PostgreSQL, migrated, dropped on the way out (also after an error)."""
+    url = DEFAULT_DATABASE_URL.rsplit("/", 1)[0] + f"/moderation_bench_{uuid.uuid4().hex[:8]}"
+    create_database_if_missing(url)
+    try:
+        migrate.upgrade(url)
+        db = make_engine(url, pool_size)
+        try:
+            yield db
+        finally:
+            db.dispose()
+    finally:
+        drop_database(url)
 
 
 def add_tokenizer_option(parser: argparse.ArgumentParser) -> None:
